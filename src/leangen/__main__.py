@@ -1,0 +1,3 @@
+from leangen.cli.main import main
+
+main()

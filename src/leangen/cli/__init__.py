@@ -1,0 +1,1 @@
+"""The ``leangen`` command: one module per verb, imported only when that verb runs."""

@@ -1,0 +1,5 @@
+"""Model families; importing this package registers every model type (for ``from_pretrained``)."""
+from leangen.models import discriminators, stylegan2  # noqa: F401
+from leangen.models.base import MODEL_TYPES, PretrainedModel, StyleGenerator
+
+__all__ = ["MODEL_TYPES", "PretrainedModel", "StyleGenerator"]

@@ -1,0 +1,93 @@
+"""StyleGAN2 residual discriminator, shared by every unconditional GAN in leangen (StyleGAN2, CIPS, PixelFolder).
+
+1x1 conv from RGB, residual blocks with blurred stride-2 downsampling down to 4x4, minibatch standard deviation,
+a 3x3 conv and two linear layers. ``[B, 3, R, R]`` -> logits ``[B, 1]``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from leangen.models.base import PretrainedModel, register_model
+from leangen.models.stylegan2 import stylegan2_channels
+from leangen.ops.bias_act import FusedLeakyReLU
+from leangen.ops.equalized import EqualConv2d, EqualLinear
+from leangen.ops.filters import Blur
+
+
+class ConvLayer(nn.Sequential):
+    """[blur + stride-2] equalized conv, then bias + leaky ReLU (or a plain bias when ``activate=False``)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, downsample: bool = False,
+                 blur_kernel: Sequence[float] = (1, 3, 3, 1), bias: bool = True, activate: bool = True):
+        layers: list[nn.Module] = []
+        if downsample:
+            p = (len(blur_kernel) - 2) + (kernel_size - 1)
+            layers.append(Blur(blur_kernel, pad=((p + 1) // 2, p // 2)))
+            stride, padding = 2, 0
+        else:
+            stride, padding = 1, kernel_size // 2
+        layers.append(EqualConv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                                  bias=bias and not activate))
+        if activate:
+            layers.append(FusedLeakyReLU(out_channels, bias=bias))
+        super().__init__(*layers)
+
+
+class ResBlock(nn.Module):
+    """Two 3x3 convs (the second downsampling) plus a 1x1 downsampling skip, summed and scaled by 1/sqrt(2)."""
+
+    def __init__(self, in_channels: int, out_channels: int, blur_kernel: Sequence[float] = (1, 3, 3, 1)):
+        super().__init__()
+        self.conv1 = ConvLayer(in_channels, in_channels, 3)
+        self.conv2 = ConvLayer(in_channels, out_channels, 3, downsample=True, blur_kernel=blur_kernel)
+        self.skip = ConvLayer(in_channels, out_channels, 1, downsample=True, blur_kernel=blur_kernel, bias=False,
+                              activate=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.conv2(self.conv1(x)) + self.skip(x)) * (1 / math.sqrt(2))
+
+
+@register_model("stylegan2-discriminator")
+class StyleGAN2Discriminator(PretrainedModel):
+    """Residual discriminator with minibatch-stddev. ``[B, 3, R, R]`` in [-1, 1] -> ``[B, 1]`` logits."""
+
+    def __init__(self, resolution: int = 256, channel_multiplier: int = 2, channel_base: int = 512,
+                 max_channels: int = 512, in_channels: int = 3, stddev_group: int = 4, stddev_features: int = 1,
+                 blur_kernel: tuple[int, ...] = (1, 3, 3, 1)):
+        super().__init__()
+        ch = stylegan2_channels(channel_multiplier, channel_base, max_channels)
+        log_size = int(math.log2(resolution))
+        if 2 ** log_size != resolution or resolution < 8:
+            raise ValueError(f"resolution must be a power of two >= 8, got {resolution}")
+        self.img_resolution = resolution
+        blocks: list[nn.Module] = [ConvLayer(in_channels, ch[resolution], 1)]
+        c = ch[resolution]
+        for i in range(log_size, 2, -1):
+            out_c = ch[2 ** (i - 1)]
+            blocks.append(ResBlock(c, out_c, blur_kernel))
+            c = out_c
+        self.convs = nn.Sequential(*blocks)
+        self.stddev_group, self.stddev_features = stddev_group, stddev_features
+        self.final_conv = ConvLayer(c + stddev_features, ch[4], 3)
+        self.final_linear = nn.Sequential(EqualLinear(ch[4] * 16, ch[4], activation="lrelu"), EqualLinear(ch[4], 1))
+
+    def minibatch_stddev(self, x: torch.Tensor) -> torch.Tensor:
+        """Append the std over groups of samples, averaged over channels and pixels, as extra feature map(s)."""
+        b, c, h, w = x.shape
+        g = min(b, self.stddev_group)
+        if b % g:
+            g = 1  # uneven last batch: fall back to per-sample (std 0) rather than failing
+        f = self.stddev_features
+        y = x.reshape(g, -1, f, c // f, h, w)
+        y = torch.sqrt(y.float().var(0, unbiased=False) + 1e-8).mean(dim=(2, 3, 4)).to(x.dtype)  # [B/g, f]
+        y = y.reshape(-1, f, 1, 1).repeat(g, 1, h, w)
+        return torch.cat([x, y], dim=1)
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        x = self.convs(img)
+        x = self.final_conv(self.minibatch_stddev(x))
+        return self.final_linear(x.flatten(1))

@@ -1,0 +1,102 @@
+"""StyleGAN2 generator (Karras et al. 2020, config F with skip ToRGB) in pure PyTorch.
+
+Layout at resolution R (``log2 R = L``): learned 4x4 constant -> styled 3x3 conv -> ToRGB, then for every
+resolution 8..R an upsampling styled conv, a styled conv and a ToRGB whose output is added to the upsampled skip
+image. ``num_ws = 2L - 2`` (14 at 256). Channel widths follow the reference table with a channel multiplier.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from leangen.models.base import StyleGenerator, register_model
+from leangen.ops.modulated import ConstantInput, NoiseMode, StyledConv, ToRGB
+
+
+def stylegan2_channels(channel_multiplier: int = 2, channel_base: int = 512, max_channels: int = 512) -> dict[int, int]:
+    """Channels per resolution: 512 up to 32, then halving (times the multiplier): 64:256*cm, 128:128*cm, ..."""
+    table = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * channel_multiplier, 128: 128 * channel_multiplier,
+             256: 64 * channel_multiplier, 512: 32 * channel_multiplier, 1024: 16 * channel_multiplier}
+    if channel_base == 512 and max_channels == 512:
+        return table
+    scale = channel_base / 512  # tiny presets shrink every width by the same factor
+    return {r: max(8, min(max_channels, int(c * scale))) for r, c in table.items()}
+
+
+@register_model("stylegan2-generator")
+class StyleGAN2Generator(StyleGenerator):
+    """``z [B, z_dim]`` -> image ``[B, 3, R, R]`` in about [-1, 1]."""
+
+    def __init__(self, resolution: int = 256, z_dim: int = 512, w_dim: int = 512, mapping_layers: int = 8,
+                 mapping_lr_mul: float = 0.01, channel_multiplier: int = 2, channel_base: int = 512,
+                 max_channels: int = 512, blur_kernel: tuple[int, ...] = (1, 3, 3, 1)):
+        super().__init__()
+        log_size = int(math.log2(resolution))
+        if 2 ** log_size != resolution or resolution < 8:
+            raise ValueError(f"resolution must be a power of two >= 8, got {resolution}")
+        self._init_mapping(z_dim, w_dim, mapping_layers, mapping_lr_mul, num_ws=2 * log_size - 2, resolution=resolution)
+        ch = stylegan2_channels(channel_multiplier, channel_base, max_channels)
+        self.input = ConstantInput(ch[4], 4)
+        self.conv1 = StyledConv(ch[4], ch[4], 3, w_dim, blur_kernel=blur_kernel, resolution=4)
+        self.to_rgb1 = ToRGB(ch[4], w_dim, upsample=False)
+        self.convs = nn.ModuleList()
+        self.to_rgbs = nn.ModuleList()
+        in_ch = ch[4]
+        for i in range(3, log_size + 1):
+            res = 2 ** i
+            out_ch = ch[res]
+            self.convs.append(StyledConv(in_ch, out_ch, 3, w_dim, upsample=True, blur_kernel=blur_kernel, resolution=res))
+            self.convs.append(StyledConv(out_ch, out_ch, 3, w_dim, blur_kernel=blur_kernel, resolution=res))
+            self.to_rgbs.append(ToRGB(out_ch, w_dim, blur_kernel=blur_kernel))
+            in_ch = out_ch
+
+    def synthesis(self, ws: torch.Tensor, noise_mode: NoiseMode = "random", **_: Any) -> torch.Tensor:
+        """``ws [B, num_ws, w_dim]`` -> ``[B, 3, R, R]``."""
+        x = self.input(ws.shape[0])
+        x = self.conv1(x, ws[:, 0], noise_mode)
+        skip = self.to_rgb1(x, ws[:, 1])
+        i = 1
+        for up_conv, conv, to_rgb in zip(self.convs[::2], self.convs[1::2], self.to_rgbs):
+            x = up_conv(x, ws[:, i], noise_mode)
+            x = conv(x, ws[:, i + 1], noise_mode)
+            skip = to_rgb(x, ws[:, i + 2], skip)
+            i += 2
+        return skip
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Presets
+
+def _register_presets() -> None:
+    from leangen.registry import Preset, register_preset
+
+    gan_defaults = dict(batch=16, lr=0.002, betas=(0.0, 0.99), r1_gamma=10.0, r1_interval=16, pl_weight=0.0,
+                        pl_interval=4, style_mixing=0.0, ema_kimg=10.0)
+    paper = {256: dict(params_m=30.03, gmacs=83.77, gmacs_convention="upsampling convs at output resolution",
+                       source="PixelFolder (ECCV 2022) Table 1"),
+             512: dict(params_m=30.28, source="PixelFolder Table B"),
+             1024: dict(params_m=30.37, source="PixelFolder Table B")}
+    for res in (256, 512, 1024):
+        cfg = dict(resolution=res, channel_multiplier=2)
+        register_preset(Preset(
+            name=f"stylegan2-{res}", family="stylegan2", task="unconditional", resolution=res, objective="gan",
+            components={"G": ("stylegan2-generator", cfg), "D": ("stylegan2-discriminator", cfg)},
+            training=dict(gan_defaults, batch=64 if res == 256 else 32), paper=paper[res],
+            description=f"StyleGAN2 config F, channel multiplier 2, {res}x{res} (reference configuration)"))
+    # Tiny CPU presets: every width divided by 8 (64 at 4..32 px), 4 mapping layers, z/w 128.
+    for res in (32, 64):
+        cfg = dict(resolution=res, z_dim=128, w_dim=128, mapping_layers=4, channel_multiplier=2, channel_base=64,
+                   max_channels=64)
+        dcfg = dict(resolution=res, channel_multiplier=2, channel_base=64, max_channels=64)
+        register_preset(Preset(
+            name=f"stylegan2-tiny{res}", family="stylegan2", task="unconditional", resolution=res, objective="gan",
+            components={"G": ("stylegan2-generator", cfg), "D": ("stylegan2-discriminator", dcfg)},
+            training=dict(gan_defaults, batch=16, r1_gamma=0.05 if res == 32 else 0.1, ema_kimg=2.0,
+                          diffaugment="color,translation"),
+            description=f"small StyleGAN2 for CPU training at {res}x{res}"))
+
+
+_register_presets()

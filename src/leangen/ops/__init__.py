@@ -1,0 +1,21 @@
+"""Shared building blocks, pure PyTorch (every op runs on CPU and exports to ONNX).
+
+- ``bias_act``: bias + leaky ReLU with StyleGAN's sqrt(2) gain
+- ``equalized``: equalized-learning-rate linear / conv layers
+- ``filters``: FIR up/down-sampling (``upfirdn2d``), ``Blur``, ``Upsample``
+- ``modulated``: modulated conv with demodulation, noise injection, ``StyledConv``, ``ToRGB``
+- ``mapping``: the 8-layer mapping network z -> w with a tracked w average for truncation
+- ``coords``: coordinate grids and learned Fourier features
+- ``fold``: pixel folding / unfolding (space-to-depth in PixelFolder's channel order)
+"""
+from leangen.ops.bias_act import FusedLeakyReLU, fused_leaky_relu
+from leangen.ops.equalized import EqualConv2d, EqualLinear
+from leangen.ops.filters import Blur, Upsample, make_kernel, upfirdn2d
+from leangen.ops.mapping import MappingNetwork, PixelNorm
+from leangen.ops.modulated import ConstantInput, ModulatedConv2d, NoiseInjection, StyledConv, ToRGB
+
+__all__ = [
+    "FusedLeakyReLU", "fused_leaky_relu", "EqualConv2d", "EqualLinear", "Blur", "Upsample", "make_kernel",
+    "upfirdn2d", "MappingNetwork", "PixelNorm", "ConstantInput", "ModulatedConv2d", "NoiseInjection", "StyledConv",
+    "ToRGB",
+]

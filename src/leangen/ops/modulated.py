@@ -1,0 +1,158 @@
+"""Style modulation blocks: modulated conv with demodulation, noise injection, styled conv and skip ToRGB.
+
+``ModulatedConv2d`` has two numerically equivalent paths:
+
+- ``"scaled"`` (default): scale the *input* channels by the style, run one ordinary (shared-weight) conv, then scale
+  the output channels by the demodulation factor. Works for any batch size, with channels-last, bf16, ``torch.compile``
+  and ONNX, and is the fast path for batches > 1.
+- ``"grouped"``: build per-sample weights and run one grouped conv over the batch (the formulation of the StyleGAN2
+  paper); kept as the reference the scaled path is tested against.
+"""
+from __future__ import annotations
+
+import math
+from typing import Literal, Sequence
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from leangen.ops.bias_act import FusedLeakyReLU
+from leangen.ops.equalized import EqualLinear
+from leangen.ops.filters import Blur, Upsample
+
+NoiseMode = Literal["random", "const", "none"]
+ModConvImpl = Literal["scaled", "grouped"]
+
+
+class ModulatedConv2d(nn.Module):
+    """Conv whose input channels are scaled by an affine function of ``w``, with optional demodulation.
+
+    ``x [B, in, H, W]``, ``w [B, style_dim]`` -> ``[B, out, H, W]`` (or ``[B, out, 2H, 2W]`` with ``upsample``).
+    Upsampling is a stride-2 transposed conv followed by a [1,3,3,1] blur, so its multiply-adds are those of the
+    input resolution.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, style_dim: int, demodulate: bool = True,
+                 upsample: bool = False, blur_kernel: Sequence[float] = (1, 3, 3, 1), impl: ModConvImpl = "scaled"):
+        super().__init__()
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
+        self.weight = nn.Parameter(torch.randn(1, out_channels, in_channels, kernel_size, kernel_size))
+        self.scale = 1.0 / math.sqrt(in_channels * kernel_size ** 2)
+        self.padding = kernel_size // 2
+        self.modulation = EqualLinear(style_dim, in_channels, bias_init=1.0)
+        self.demodulate = demodulate
+        self.upsample = upsample
+        self.impl: ModConvImpl = impl
+        if upsample:
+            factor = 2
+            p = (len(blur_kernel) - factor) - (kernel_size - 1)
+            self.blur = Blur(blur_kernel, pad=((p + 1) // 2 + factor - 1, p // 2 + 1), upsample_factor=factor)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, impl: ModConvImpl | None = None) -> torch.Tensor:
+        styles = self.modulation(w)  # [B, in]
+        weight = self.weight[0] * self.scale  # [out, in, k, k]
+        if (impl or self.impl) == "grouped":
+            return self._forward_grouped(x, styles, weight)
+        x = x * styles.to(x.dtype)[:, :, None, None]
+        if self.upsample:
+            out = self.blur(F.conv_transpose2d(x, weight.transpose(0, 1).to(x.dtype), stride=2))
+        else:
+            out = F.conv2d(x, weight.to(x.dtype), padding=self.padding)
+        if self.demodulate:
+            # sum_{i,k} (W_oik * s_i)^2 = s^2 @ sum_k W_oik^2, a [B, in] x [in, out] product instead of a [B, out, in, k, k] tensor.
+            demod = torch.rsqrt(styles.square() @ weight.square().sum(dim=(2, 3)).t() + 1e-8)
+            out = out * demod.to(out.dtype)[:, :, None, None]
+        return out
+
+    def _forward_grouped(self, x: torch.Tensor, styles: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        b, c, h, w_ = x.shape
+        wb = weight[None] * styles[:, None, :, None, None]  # [B, out, in, k, k]
+        if self.demodulate:
+            wb = wb * torch.rsqrt(wb.square().sum(dim=(2, 3, 4)) + 1e-8)[:, :, None, None, None]
+        wb = wb.to(x.dtype)
+        x = x.reshape(1, b * c, h, w_)
+        k = self.kernel_size
+        if self.upsample:
+            wt = wb.transpose(1, 2).reshape(b * self.in_channels, self.out_channels, k, k)
+            out = F.conv_transpose2d(x, wt, stride=2, groups=b)
+            out = out.reshape(b, self.out_channels, out.shape[-2], out.shape[-1])
+            return self.blur(out)
+        out = F.conv2d(x, wb.reshape(b * self.out_channels, self.in_channels, k, k), padding=self.padding, groups=b)
+        return out.reshape(b, self.out_channels, h, w_)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"demodulate={self.demodulate}, upsample={self.upsample}, impl={self.impl}")
+
+
+class NoiseInjection(nn.Module):
+    """Adds ``weight * noise`` with per-pixel N(0, 1) noise shared across channels.
+
+    ``noise_mode``: ``random`` draws fresh noise, ``const`` uses a fixed buffer made at construction (when
+    ``resolution`` is given and the input has that size; otherwise no noise), ``none`` adds nothing.
+    """
+
+    def __init__(self, resolution: int | None = None):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+        if resolution is not None:
+            self.register_buffer("noise_const", torch.randn(1, 1, resolution, resolution))
+        else:
+            self.noise_const = None
+
+    def forward(self, x: torch.Tensor, noise_mode: NoiseMode = "random") -> torch.Tensor:
+        if noise_mode == "none":
+            return x
+        if noise_mode == "const":
+            nc = self.noise_const
+            if nc is None or nc.shape[-2:] != x.shape[-2:]:
+                return x
+            return x + self.weight.to(x.dtype) * nc.to(x.dtype)
+        noise = torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device, dtype=x.dtype)
+        return x + self.weight.to(x.dtype) * noise
+
+
+class StyledConv(nn.Module):
+    """Modulated conv -> noise -> bias + leaky ReLU. ``[B, in, H, W]`` -> ``[B, out, H', W']``."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, style_dim: int, upsample: bool = False,
+                 demodulate: bool = True, blur_kernel: Sequence[float] = (1, 3, 3, 1), resolution: int | None = None):
+        super().__init__()
+        self.conv = ModulatedConv2d(in_channels, out_channels, kernel_size, style_dim, demodulate=demodulate,
+                                    upsample=upsample, blur_kernel=blur_kernel)
+        self.noise = NoiseInjection(resolution)
+        self.activate = FusedLeakyReLU(out_channels)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: NoiseMode = "random") -> torch.Tensor:
+        return self.activate(self.noise(self.conv(x, w), noise_mode))
+
+
+class ToRGB(nn.Module):
+    """Modulated 1x1 conv to RGB (no demodulation) + bias, added to the (upsampled) running RGB skip image."""
+
+    def __init__(self, in_channels: int, style_dim: int, upsample: bool = True, out_channels: int = 3,
+                 blur_kernel: Sequence[float] = (1, 3, 3, 1)):
+        super().__init__()
+        self.upsample = Upsample(blur_kernel) if upsample else None
+        self.conv = ModulatedConv2d(in_channels, out_channels, 1, style_dim, demodulate=False)
+        self.bias = nn.Parameter(torch.zeros(1, out_channels, 1, 1))
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.conv(x, w) + self.bias.to(x.dtype)
+        if skip is not None:
+            if self.upsample is not None:
+                skip = self.upsample(skip)
+            out = out + skip
+        return out
+
+
+class ConstantInput(nn.Module):
+    """Learned constant ``[1, C, size, size]``, repeated over the batch."""
+
+    def __init__(self, channels: int, size: int = 4):
+        super().__init__()
+        self.input = nn.Parameter(torch.randn(1, channels, size, size))
+
+    def forward(self, batch: int) -> torch.Tensor:
+        return self.input.expand(batch, -1, -1, -1)
