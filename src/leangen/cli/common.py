@@ -22,5 +22,5 @@ def device_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def fail(message: str) -> None:
-    """Stop the command with a readable error (exit code 2, no traceback)."""
+    """Stop the command with a readable error (exit code 1, no traceback)."""
     raise click.ClickException(message)
