@@ -3,3 +3,4 @@ from leangen.models import discriminators, stylegan2  # noqa: F401
 from leangen.models.base import MODEL_TYPES, PretrainedModel, StyleGenerator
 
 __all__ = ["MODEL_TYPES", "PretrainedModel", "StyleGenerator"]
+from leangen.models import cips, pixelfolder  # noqa: F401

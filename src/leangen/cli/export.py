@@ -1,0 +1,90 @@
+"""``leangen export``: write a generator as an ONNX graph (z -> image) and check it in ONNX Runtime."""
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import click
+
+from leangen.cli.common import fail
+from leangen.utils.device import resolve_device
+
+
+def _device(ctx: click.Context, param: click.Parameter, value: str) -> Any:
+    try:
+        return resolve_device(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+@click.command(name="export", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.option("--network", required=True, metavar="PATH|PRESET",
+              help="Saved model folder, training snapshot, run directory, or a preset name (random weights).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), metavar="FILE.onnx", help="Output file.")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Batch size baked into the graph.")
+@click.option("--trunc", "truncation", type=float, default=1.0, show_default=True,
+              help="Truncation psi baked into the graph (1 = none).")
+@click.option("--opset", type=click.IntRange(min=7), default=18, show_default=True, help="ONNX opset version.")
+@click.option("--exporter", type=click.Choice(["dynamo", "torchscript"]), default="dynamo", show_default=True,
+              help="torch.onnx exporter (torchscript only works for CIPS).")
+@click.option("--check/--no-check", default=True, show_default=True,
+              help="Run the graph in ONNX Runtime and compare with PyTorch.")
+@click.option("--atol", type=float, default=1e-3, show_default=True, help="Tolerance of the check (max abs diff).")
+@click.option("--device", default="cpu", show_default=True, callback=_device, metavar="cpu|cuda[:i]|auto",
+              help="Device the model is traced on.")
+def command(network: str, out: str, batch: int, truncation: float, opset: int, exporter: str, check: bool,
+            atol: float, device: Any) -> None:
+    """Export a generator to ONNX: input z [batch, z_dim], output image [batch, 3, R, R] in about [-1, 1].
+
+    Noise is the model's constant noise, so the graph is deterministic.
+
+    \b
+    Examples:
+      leangen export --network runs/00000-pixelfolder-tiny32 --out pf.onnx
+      leangen export --network pixelfolder-256 --out pf256.onnx --batch 4 --trunc 0.7
+      leangen export --network saved/cips --out cips.onnx --no-check
+    """
+    import leangen
+    from leangen.models.base import StyleGenerator
+
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+        if check:
+            import onnxruntime  # noqa: F401
+    except ImportError as e:
+        fail(f"ONNX export needs the export extras ({e.name} is missing): pip install 'leangen[export]'")
+    from leangen.export import check_onnx, export_onnx
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            G = leangen.load(network, device=device)
+        except (FileNotFoundError, ValueError, KeyError) as e:
+            fail(str(e.args[0] if isinstance(e, KeyError) and e.args else e))
+    for w in caught:
+        if "randomly initialized" in str(w.message):
+            click.echo(f"note: {w.message}", err=True)
+    if not isinstance(G, StyleGenerator):
+        fail(f"{network} holds a {type(G).__name__} ({G.model_type}), not a generator")
+
+    t0 = time.perf_counter()
+    try:
+        path = export_onnx(G, out, batch=batch, truncation_psi=truncation, opset=opset, exporter=exporter)  # type: ignore[arg-type]
+    except ValueError as e:
+        fail(str(e))
+    except Exception as e:  # exporter failures are long; keep the first line and name the exporter
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        fail(f"{exporter} export of {G.model_type} failed: {first}")
+    size_mb = Path(path).stat().st_size / 1e6
+    click.echo(f"wrote {path} ({G.model_type}, {G.img_resolution}px, batch {batch}, {size_mb:.1f} MB, "
+               f"{time.perf_counter() - t0:.1f} s)")
+    if check:
+        try:
+            diff = check_onnx(G, path, atol=atol, truncation_psi=truncation)
+        except AssertionError as e:
+            fail(f"check failed: {e}")
+        click.echo(f"check: ONNX Runtime matches PyTorch (max abs diff {diff:.2e} <= {atol:g})")
