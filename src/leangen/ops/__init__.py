@@ -8,6 +8,8 @@
 - ``coords``: coordinate grids and learned Fourier features
 - ``fold``: pixel folding / unfolding (space-to-depth in PixelFolder's channel order)
 """
+from leangen.ops.coords import LearnedFourierFeatures, coordinate_grid
+from leangen.ops.fold import fold2x, unfold2x
 from leangen.ops.bias_act import FusedLeakyReLU, fused_leaky_relu
 from leangen.ops.equalized import EqualConv2d, EqualLinear
 from leangen.ops.filters import Blur, Upsample, make_kernel, upfirdn2d
@@ -17,5 +19,5 @@ from leangen.ops.modulated import ConstantInput, ModulatedConv2d, NoiseInjection
 __all__ = [
     "FusedLeakyReLU", "fused_leaky_relu", "EqualConv2d", "EqualLinear", "Blur", "Upsample", "make_kernel",
     "upfirdn2d", "MappingNetwork", "PixelNorm", "ConstantInput", "ModulatedConv2d", "NoiseInjection", "StyledConv",
-    "ToRGB",
+    "ToRGB", "LearnedFourierFeatures", "coordinate_grid", "fold2x", "unfold2x",
 ]
