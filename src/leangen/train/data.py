@@ -1,0 +1,124 @@
+"""The training data stream: infinite, shuffled, sharded over ranks and resumable to the exact sample.
+
+The order is a pure function of ``(seed, epoch)`` (``DistributedSampler``'s permutation, one shard per rank), so
+the stream's whole state is one integer: how many samples this rank has consumed (``position``). A resumed run
+rebuilds the stream at that position and sees the same images in the same order as an uninterrupted run.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+
+def _image(item: Any) -> torch.Tensor:
+    """Dataset items may be images or ``(image, label)`` tuples; training here is unconditional."""
+    return item[0] if isinstance(item, (tuple, list)) else item
+
+
+class _Indexed(Dataset):
+    """Index ``i >= N`` is image ``i - N`` mirrored (``--mirror``), the StyleGAN x-flip convention."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+        self.n = len(dataset)  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        img = _image(self.dataset[i % self.n])
+        return img.flip(-1) if i >= self.n else img
+
+
+class BatchStream:
+    """This rank's batches as float ``[B, C, H, W]`` in [-1, 1] on ``device``, forever.
+
+    Args:
+        dataset: items are uint8 ``[C, H, W]`` tensors (or ``(image, label)``); ``get_batch(indices)`` is used
+            when the dataset has it (one gather from memory instead of B item calls).
+        batch: images per rank per step.
+        seed, rank, world_size: the permutation of epoch ``e`` is ``DistributedSampler(seed=seed).set_epoch(e)``,
+            sharded by rank.
+        mirror: double the index space with x-flipped copies.
+        workers: DataLoader worker processes (0: load in this process).
+        position: samples this rank has already consumed (resume).
+    """
+
+    def __init__(self, dataset: Dataset, batch: int, *, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 mirror: bool = False, workers: int = 0, device: torch.device | str = "cpu",
+                 position: int = 0) -> None:
+        self.dataset = dataset
+        self.n = len(dataset)  # type: ignore[arg-type]
+        if self.n == 0:
+            raise ValueError("the dataset is empty")
+        self.batch, self.seed, self.rank, self.world_size = batch, seed, rank, world_size
+        self.mirror, self.device = mirror, torch.device(device)
+        self.virtual_len = self.n * (2 if mirror else 1)
+        # drop_last=False pads every shard to the same length, so every rank takes the same number of steps per epoch
+        self._sampler = DistributedSampler(range(self.virtual_len), num_replicas=world_size, rank=rank,  # type: ignore[arg-type]
+                                           shuffle=True, seed=seed, drop_last=False)
+        self.shard_len = self._sampler.num_samples
+        self.position = int(position)
+        self._epoch_cache: tuple[int, list[int]] | None = None
+        self._loader_iter: Iterator[torch.Tensor] | None = None
+        if workers > 0:
+            # A private generator: DataLoader would otherwise draw its worker base seed from the global RNG,
+            # which would make a resumed run's RNG stream differ from an uninterrupted one.
+            loader = DataLoader(_Indexed(dataset), batch_sampler=self._index_batches(self.position),  # type: ignore[arg-type]
+                                num_workers=workers, collate_fn=torch.stack, generator=torch.Generator(),
+                                pin_memory=self.device.type == "cuda", persistent_workers=True)
+            self._loader_iter = iter(loader)
+
+    @property
+    def epoch(self) -> int:
+        return self.position // self.shard_len
+
+    def _epoch_indices(self, epoch: int) -> list[int]:
+        if self._epoch_cache is None or self._epoch_cache[0] != epoch:
+            self._sampler.set_epoch(epoch)
+            self._epoch_cache = (epoch, list(iter(self._sampler)))
+        return self._epoch_cache[1]
+
+    def _indices_at(self, position: int) -> list[int]:
+        out: list[int] = []
+        while len(out) < self.batch:  # a batch may span epochs (and a tiny dataset several of them)
+            epoch, offset = divmod(position, self.shard_len)
+            take = self._epoch_indices(epoch)[offset:offset + self.batch - len(out)]
+            out.extend(take)
+            position += len(take)
+        return out
+
+    def _index_batches(self, position: int) -> Iterator[list[int]]:
+        while True:
+            yield self._indices_at(position)
+            position += self.batch
+
+    def _load(self, indices: list[int]) -> torch.Tensor:
+        idx = torch.tensor(indices, dtype=torch.long)
+        raw, flip = idx % self.n, idx >= self.n
+        if hasattr(self.dataset, "get_batch"):
+            images = self.dataset.get_batch(raw)  # type: ignore[attr-defined]
+        else:
+            images = torch.stack([_image(self.dataset[int(i)]) for i in raw])
+        if bool(flip.any()):
+            images = images.clone()
+            images[flip] = images[flip].flip(-1)
+        return images
+
+    def next_uint8(self) -> torch.Tensor:
+        """The next batch as stored (uint8, CPU) and advance the position."""
+        if self._loader_iter is not None:
+            images = next(self._loader_iter)
+        else:
+            images = self._load(self._indices_at(self.position))
+        self.position += self.batch
+        return images
+
+    def next(self) -> torch.Tensor:
+        """The next batch as float in [-1, 1] on the device."""
+        images = self.next_uint8().to(self.device, non_blocking=True)
+        if images.dtype == torch.uint8:
+            return images.to(torch.float32) / 127.5 - 1
+        return images.to(torch.float32)  # float datasets are taken to be in [-1, 1] already

@@ -1,0 +1,210 @@
+"""The GAN objective shared by every style-based generator in leangen (StyleGAN2, CIPS, PixelFolder, StyleNAT).
+
+StyleGAN2's recipe, written from the papers (Karras et al. 2020; Zhao et al. 2020 for DiffAugment):
+
+- non-saturating logistic loss: ``L_G = softplus(-D(G(z)))``, ``L_D = softplus(D(G(z))) + softplus(-D(x))``;
+- lazy R1 on reals every ``r1_interval`` steps: ``r1_gamma / 2 * |grad_x D(x)|^2``, scaled by the interval so
+  its average strength is unchanged;
+- optional path-length regularization every ``pl_interval`` steps (on ``batch / pl_batch_shrink`` samples,
+  running mean with decay ``pl_decay``);
+- optional style mixing: with probability ``style_mixing`` the layers from a random cutoff on take the w of a
+  second latent;
+- Adam with lazy-regularization scaling: ``lr * c`` and ``betas ** c`` with ``c = interval / (interval + 1)``
+  (G uses ``pl_interval``, D ``r1_interval``), since each regularized step takes one more optimizer step;
+- ``G.map(z, update_w_avg=True)`` in the generator phase keeps ``mapping.w_avg`` (truncation centre) current;
+- optional DiffAugment on everything D sees.
+
+Only the ``StyleGenerator`` interface is used (``map``, ``synthesis``, ``num_ws``, ``z_dim``), never a family.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from leangen.train.augment import DiffAugment
+from leangen.train.objective import Objective
+
+if TYPE_CHECKING:
+    from leangen.registry import Preset
+    from leangen.train.loop import Runtime
+    from leangen.train.options import TrainOptions
+
+
+def build_component(preset: "Preset", role: str, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> nn.Module:
+    """Build component ``role`` of ``preset`` with constructor ``overrides[role]`` applied (tiny test models)."""
+    from leangen.models.base import MODEL_TYPES
+
+    model_type, kwargs = preset.components[role]
+    kwargs = {**kwargs, **dict((overrides or {}).get(role, {}))}
+    try:
+        return MODEL_TYPES[model_type](**kwargs)
+    except TypeError as e:
+        raise ValueError(f"cannot build {role} ({model_type}) of preset {preset.name!r}: {e}") from None
+
+
+def lazy_adam(params: Any, lr: float, betas: Sequence[float], interval: int) -> torch.optim.Adam:
+    """Adam whose lr and betas are scaled for lazy regularization every ``interval`` steps."""
+    c = interval / (interval + 1) if interval and interval > 1 else 1.0
+    return torch.optim.Adam(params, lr=lr * c, betas=(betas[0] ** c, betas[1] ** c), eps=1e-8)
+
+
+class GANObjective(Objective):
+    """Non-saturating GAN with lazy R1, optional path length, style mixing and DiffAugment. Modules: G, D, G_ema."""
+
+    name: ClassVar[str] = "gan"
+    hparams: ClassVar[Mapping[str, Any]] = {
+        "lr": 0.002,                # Adam learning rate of G and D ...
+        "g_lr": None,               # ... unless set per network (two time-scale update rule)
+        "d_lr": None,
+        "betas": [0.0, 0.99],       # Adam betas (before lazy-regularization scaling)
+        "r1_gamma": 10.0,           # R1 weight; 0 disables
+        "r1_interval": 16,          # lazy R1 every N steps
+        "pl_weight": 0.0,           # path-length weight; 0 disables (StyleGAN2 config F: 2)
+        "pl_interval": 4,           # lazy path length every N steps (also scales G's Adam)
+        "pl_decay": 0.01,           # running mean decay of the path length
+        "pl_batch_shrink": 2,       # path length on batch / N samples
+        "style_mixing": 0.0,        # probability of mixing two latents
+        "diffaugment": "none",      # DiffAugment policy: color,translation,cutout | none
+    }
+
+    # -- set-up ---------------------------------------------------------------------------------------------------
+    def build(self, preset: "Preset", runtime: "Runtime", options: "TrainOptions") -> None:
+        from leangen.models.base import StyleGenerator
+
+        hp = {**self.hparams, **options.hparams}
+        self.rt = runtime
+        dev = runtime.device
+        G = build_component(preset, "G", options.overrides)
+        if not isinstance(G, StyleGenerator):
+            raise ValueError(f"the gan objective trains StyleGenerator models; preset {preset.name!r} has a "
+                             f"{type(G).__name__}")
+        if "D" not in preset.components:
+            raise ValueError(f"preset {preset.name!r} has no discriminator (component 'D')")
+        D = build_component(preset, "D", options.overrides)
+        self.G = G.to(dev).train()
+        self.D = D.to(dev).train()
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.augment = DiffAugment(hp["diffaugment"]).to(dev)
+
+        self.r1_gamma, self.r1_interval = float(hp["r1_gamma"]), max(1, int(hp["r1_interval"]))
+        self.pl_weight, self.pl_interval = float(hp["pl_weight"]), max(1, int(hp["pl_interval"]))
+        self.pl_decay, self.pl_batch_shrink = float(hp["pl_decay"]), max(1, int(hp["pl_batch_shrink"]))
+        self.style_mixing = float(hp["style_mixing"])
+        lr = float(hp["lr"])
+        betas = [float(b) for b in hp["betas"]]
+        self.opt_G = lazy_adam(self.G.parameters(), float(hp["g_lr"] or lr), betas, self.pl_interval)
+        self.opt_D = lazy_adam(self.D.parameters(), float(hp["d_lr"] or lr), betas, self.r1_interval)
+        self.pl_mean = torch.zeros([], device=dev)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"G_ema": self.G_ema, "G": self.G, "D": self.D}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"G": self.opt_G, "D": self.opt_D}
+
+    def ema_pairs(self) -> dict[str, str]:
+        return {"G_ema": "G"}
+
+    def state_dict(self) -> dict[str, Any]:
+        # DiffAugment has no state of its own (its randomness is the global RNG, which the loop saves).
+        return {"pl_mean": self.pl_mean.detach().cpu()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if "pl_mean" in state:
+            self.pl_mean.copy_(state["pl_mean"])
+
+    # -- helpers --------------------------------------------------------------------------------------------------
+    def _latents(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.G.z_dim, device=self.rt.device)
+
+    def _ws(self, z: torch.Tensor, update_w_avg: bool = False) -> torch.Tensor:
+        """Map ``z`` to ``ws``, mixing in a second latent from a random layer on with probability ``style_mixing``."""
+        ws = self.G.map(z, update_w_avg=update_w_avg)
+        num_ws = ws.shape[1]
+        if self.style_mixing > 0 and num_ws > 1:
+            # Decided on the device with torch.where (no host sync); the second mapping runs either way.
+            cutoff = torch.randint(1, num_ws, (), device=z.device)
+            cutoff = torch.where(torch.rand((), device=z.device) < self.style_mixing, cutoff,
+                                 torch.full_like(cutoff, num_ws))
+            ws2 = self.G.map(torch.randn_like(z))
+            mix = torch.arange(num_ws, device=z.device).view(1, -1, 1) >= cutoff
+            ws = torch.where(mix, ws2, ws)
+        return ws
+
+    def _step(self, opt: torch.optim.Optimizer, module: nn.Module, loss: torch.Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.rt.reduce_grads(module)  # average over ranks (no-op in a single process)
+        opt.step()
+
+    # -- one training step ------------------------------------------------------------------------------------------
+    def train_step(self, batch: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        G, D, rt = self.G, self.D, self.rt
+        n = batch.shape[0]
+        stats: dict[str, torch.Tensor] = {}
+
+        # G main: fool D. Only G's parameters need gradients.
+        G.requires_grad_(True)
+        D.requires_grad_(False)
+        with rt.autocast():
+            fake = G.synthesis(self._ws(self._latents(n), update_w_avg=True))
+            logits = D(self.augment(fake)).float()
+        loss_G = F.softplus(-logits).mean()
+        self._step(self.opt_G, G, loss_G)
+        stats["loss_G"] = loss_G.detach()
+
+        # G reg: path length, lazily. |J^T y| for random image-space y should be constant over w.
+        if self.pl_weight > 0 and step % self.pl_interval == 0:
+            m = max(1, n // self.pl_batch_shrink)
+            with rt.autocast():
+                ws = self._ws(self._latents(m))
+                img = G.synthesis(ws).float()
+            noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
+            (grad,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
+            lengths = grad.float().square().sum(2).mean(1).sqrt()
+            # One running mean for all ranks, so every rank computes the same penalty target.
+            batch_mean = rt.all_reduce_mean(lengths.mean().detach())
+            self.pl_mean.copy_(self.pl_mean.lerp(batch_mean, self.pl_decay))
+            penalty = (lengths - self.pl_mean).square().mean()
+            self._step(self.opt_G, G, penalty * self.pl_weight * self.pl_interval)
+            stats["pl_penalty"] = penalty.detach()
+            stats["pl_length"] = batch_mean
+
+        # D main: reals up, fakes down. The generator runs without a graph.
+        G.requires_grad_(False)
+        D.requires_grad_(True)
+        with torch.no_grad(), rt.autocast():
+            fake = G.synthesis(self._ws(self._latents(n)))
+        with rt.autocast():
+            logits_fake = D(self.augment(fake)).float()
+            logits_real = D(self.augment(batch)).float()
+        loss_D = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
+        self._step(self.opt_D, D, loss_D)
+        stats["loss_D"] = loss_D.detach()
+        stats["D_real"] = logits_real.detach().mean()
+        stats["D_fake"] = logits_fake.detach().mean()
+
+        # D reg: R1 on reals, lazily (gradient w.r.t. the un-augmented image, as in StyleGAN2-ADA).
+        if self.r1_gamma > 0 and step % self.r1_interval == 0:
+            real = batch.detach().requires_grad_(True)
+            with rt.autocast():
+                logits = D(self.augment(real)).float()
+            (grad,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
+            penalty = grad.float().square().sum(dim=(1, 2, 3)).mean()
+            self._step(self.opt_D, D, penalty * (self.r1_gamma / 2) * self.r1_interval)
+            stats["r1_penalty"] = penalty.detach()
+        G.requires_grad_(True)
+        return stats
+
+    # -- outputs ----------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, seeds: Sequence[int]) -> torch.Tensor:
+        return self.G_ema.generate(list(seeds), noise_mode="const", output_type="pt")
+
+    def eval_model(self) -> nn.Module:
+        return self.G_ema
