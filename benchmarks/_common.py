@@ -1,0 +1,60 @@
+"""Helpers shared by the benchmark scripts: environment header, Markdown tables, JSON + Markdown output files."""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Where and with what a benchmark ran (saved beside every result, per the timing protocol)."""
+    from leangen.metrics.efficiency import device_name
+
+    return dict(device=str(device), device_name=device_name(device), torch_version=torch.__version__,
+                threads=torch.get_num_threads(), cuda=torch.version.cuda,
+                date=_dt.datetime.now().isoformat(timespec="seconds"), python=sys.version.split()[0], argv=sys.argv[1:])
+
+
+def device_tag(device: torch.device) -> str:
+    """Short file-name tag: ``cpu``, or the GPU model (``h100``, ``h200``, ``a100``...) so results of different cards
+    do not overwrite each other."""
+    if device.type != "cuda":
+        return device.type
+    from leangen.metrics.efficiency import device_name
+
+    m = re.search(r"\b([a-z]{1,2}\d{2,4}[a-z]?)\b", device_name(device).lower())
+    return m.group(1) if m else "cuda"
+
+
+def fmt(v: Any, spec: str = ".2f", suffix: str = "") -> str:
+    """A number for a table cell; blank for None."""
+    if v is None or v == "":
+        return ""
+    if isinstance(v, str):
+        return v
+    return format(v, spec) + suffix
+
+
+def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right_from: int = 1) -> str:
+    """A GitHub Markdown table; columns from ``right_from`` on are right-aligned (numbers)."""
+    align = ["---" if i < right_from else "--:" for i in range(len(headers))]
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join("" if c is None else str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_results(name: str, tag: str, payload: dict[str, Any], markdown: str) -> tuple[Path, Path]:
+    """Write ``results/<name>-<tag>.json`` and ``.md``; returns both paths."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    jpath = RESULTS / f"{name}-{tag}.json"
+    mpath = RESULTS / f"{name}-{tag}.md"
+    jpath.write_text(json.dumps(payload, indent=2) + "\n")
+    mpath.write_text(markdown.rstrip() + "\n")
+    return jpath, mpath

@@ -1,0 +1,224 @@
+"""PixelFolder vs CIPS vs StyleGAN2: parameters, MACs, peak memory, latency and throughput, side by side.
+
+Everything runs in ONE process; within each (resolution, batch, dtype) run the three models are timed interleaved
+(``leangen.metrics.efficiency.profile_models``), so their ratios are fair even on a noisy shared machine.
+
+Columns beside ours:
+- the paper's own figures (``preset.paper``: PixelFolder Table 1 / Table B);
+- ``GMACs out-res``: our count under the paper's convention for StyleGAN2 (transposed upsampling convs counted at
+  output resolution, fixed blur filters not counted) — measured with a flop-counter variant, not copied;
+- ``official (anchor)``: the official implementations' CPU latency at 256, batch 1, 2 threads
+  (``/work/shared/reference/anchor_timings.md``), shown only for runs with that setting.
+
+Ratios: PixelFolder ÷ StyleGAN2 and PixelFolder ÷ CIPS by executed MACs, by the out-res convention, by the paper's
+numbers and by measured throughput, and the fraction of the MAC saving realised as speed:
+``(throughput_PF / throughput_X) / (MACs_X / MACs_PF)`` (1 = speed follows MACs exactly; target >= 0.8).
+
+Usage::
+
+    python benchmarks/pixel_synthesis.py                       # CPU defaults: 256 at batch 1 and 4, 512 at batch 1
+    python benchmarks/pixel_synthesis.py --device cuda         # GPU defaults: 256/512/1024, fp32 and bf16
+    python benchmarks/pixel_synthesis.py --runs 256:1 1024:1:1:3 --exclude cips-1024
+    python benchmarks/pixel_synthesis.py --families stylegan2 --name profile_stylegan2
+
+Results: ``benchmarks/results/<name>-<device>.json`` and ``.md`` (rewritten after every run, so an interrupted
+benchmark keeps what it measured).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import device_tag, environment, fmt, md_table, write_results  # noqa: E402
+
+# Official code on a 2-core CPU, PyTorch 2.13, batch 1, 2 threads, median of 5 after 2 warm-ups (anchor_timings.md).
+ANCHOR = {"setting": dict(device="cpu", resolution=256, batch=1, threads=2, dtype="fp32"),
+          "latency_s": {"pixelfolder": 0.33, "cips": 6.02, "stylegan2": 1.05},
+          "macs_g": {"pixelfolder": 23.75, "cips": 222.9, "stylegan2": 45.4},
+          "source": "/work/shared/reference/anchor_timings.md"}
+FAMILIES = ("pixelfolder", "cips", "stylegan2")  # PixelFolder first: the ratios are PixelFolder ÷ the others
+CPU_RUNS = ["256:1", "256:4", "512:1:1:3"]
+GPU_RUNS = ["256:1", "256:32", "512:1", "512:16", "1024:1", "1024:4"]
+
+
+def parse_run(spec: str, warmup: int, repeats: int) -> dict[str, int]:
+    """``RES:BATCH[:WARMUP:REPEATS]`` -> dict."""
+    parts = [int(p) for p in spec.split(":")]
+    if len(parts) not in (2, 4):
+        raise SystemExit(f"bad run {spec!r}: expected RES:BATCH or RES:BATCH:WARMUP:REPEATS")
+    w, r = (parts[2], parts[3]) if len(parts) == 4 else (warmup, repeats)
+    return dict(resolution=parts[0], batch=parts[1], warmup=w, repeats=r)
+
+
+def out_res_gmacs(name: str) -> float:
+    """GMACs per image of preset ``name`` under the out-res convention, counted on the meta device at batch 1."""
+    from leangen.metrics.efficiency import count_macs, example_inputs
+    from leangen.registry import get_preset
+
+    with torch.device("meta"):
+        model = get_preset(name).build("G").eval()
+    args, kwargs = example_inputs(model, 1, "meta")
+    return count_macs(model, args, kwargs, convention="output_resolution") / 1e9
+
+
+def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """PixelFolder ÷ each other family, by MACs (three conventions) and by throughput."""
+    by_family = {r["family"]: r for r in rows}
+    pf = by_family.get("pixelfolder")
+    out = []
+    if pf is None:
+        return out
+    for fam in ("stylegan2", "cips"):
+        x = by_family.get(fam)
+        if x is None:
+            continue
+
+        def div(a: Any, b: Any) -> float | None:
+            return a / b if a is not None and b else None
+
+        mac = div(pf["gmacs"], x["gmacs"])
+        speed = div(pf["throughput"], x["throughput"])
+        out.append(dict(pair=f"pixelfolder ÷ {fam}", macs_executed=mac,
+                        macs_out_res=div(pf["gmacs_out_res"], x["gmacs_out_res"]),
+                        macs_paper=div(pf.get("paper_gmacs"), x.get("paper_gmacs")),
+                        params=div(pf["params"], x["params"]),
+                        throughput=speed, paper_throughput=div(pf.get("paper_throughput"), x.get("paper_throughput")),
+                        # speed-up actually obtained / speed-up the MAC count promises (MACs_X / MACs_PF = 1 / mac)
+                        realised=speed * mac if speed is not None and mac is not None else None))
+    return out
+
+
+def run_markdown(run: dict[str, Any]) -> str:
+    rows, env = run["rows"], run
+    lines = [f"### {run['resolution']}×{run['resolution']}, batch {run['batch']}, {run['dtype']}, "
+             f"{run['threads']} thread(s) on {run['device_name']}",
+             f"median of {run['repeats']} interleaved rounds after {run['warmup']} warm-up; latency per batch; "
+             f"peak memory: {', '.join(sorted({r['mem_method'] for r in rows if r.get('mem_method')}))}", ""]
+    anchor_run = run.get("anchor_applies", False)
+    headers = ["model", "params (M)", "paper params (M)", "GMACs executed", "GMACs out-res (ours)", "paper GMACs",
+               "peak mem (MB)", "latency (ms)", "images/s", "paper im/s"]
+    if anchor_run:
+        headers += ["official (anchor) s", "ours ÷ anchor"]
+    table = []
+    for r in rows:
+        cells = [r["name"], fmt(r["params"] and r["params"] / 1e6), fmt(r.get("paper_params_m")), fmt(r["gmacs"]),
+                 fmt(r["gmacs_out_res"]), fmt(r.get("paper_gmacs")), fmt(r["peak_mem_mb"], ".0f"),
+                 fmt(r["latency_ms"], ".1f") if not r.get("skipped") else "skipped",
+                 fmt(r["throughput"], ".3g"), fmt(r.get("paper_throughput"), ".3g")]
+        if anchor_run:
+            a = r.get("anchor_latency_s")
+            cells += [fmt(a), fmt(r["latency_ms"] / 1e3 / a if a and r["latency_ms"] else None, ".2f", "×")]
+        table.append(cells)
+    lines.append(md_table(headers, table))
+    for r in rows:
+        if r.get("skipped"):
+            lines.append(f"\n*{r['name']} skipped: {r['skipped']}*")
+    if run["ratios"]:
+        lines.append("")
+        rt = [[q["pair"], fmt(q["params"]), fmt(q["macs_executed"]), fmt(q["macs_out_res"]), fmt(q["macs_paper"]),
+               fmt(q["throughput"], ".2f", "×"), fmt(q["paper_throughput"], ".2f", "×"), fmt(q["realised"], ".2f")]
+              for q in run["ratios"]]
+        lines.append(md_table(["ratio", "params", "MACs executed", "MACs out-res", "MACs paper",
+                               "throughput (measured)", "throughput (paper)", "speed-up realised ÷ MAC saving"], rt))
+    return "\n".join(lines)
+
+
+def markdown(payload: dict[str, Any]) -> str:
+    env = payload["environment"]
+    head = [f"## {payload['title']}", "",
+            f"Device: **{env['device_name']}** (`{env['device']}`), PyTorch {env['torch_version']}, "
+            f"{payload['threads']} thread(s), {env['date']}. Command: `python benchmarks/{payload['script']} "
+            f"{' '.join(env['argv'])}`.", "",
+            "GMACs executed: multiply-adds of the ops that run (convs incl. depthwise blur, matmuls; element-wise ops "
+            "not counted). GMACs out-res: the convention of PixelFolder's Table 1 (StyleGAN2's upsampling convs at "
+            "output resolution, blur filters not counted), counted by us. Paper columns are the paper's own numbers "
+            "(its GPU is not stated). Random weights (speed does not depend on them); `noise_mode=const`."]
+    if payload["device_type"] == "cpu":
+        head.append("\nCPU figures: compare within a run (ratios); absolute latencies depend on the machine.")
+    body = [run_markdown(run) for run in payload["runs"]]
+    return "\n".join(head) + "\n\n" + "\n\n".join(body) + "\n"
+
+
+def main(argv: list[str] | None = None, default_name: str = "pixel_synthesis",
+         default_families: tuple[str, ...] = FAMILIES,
+         title: str = "PixelFolder vs CIPS vs StyleGAN2") -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    ap.add_argument("--runs", nargs="+", metavar="RES:BATCH[:WARMUP:REPEATS]",
+                    help=f"runs to do (default CPU: {' '.join(CPU_RUNS)}; GPU: {' '.join(GPU_RUNS)})")
+    ap.add_argument("--dtypes", nargs="+", choices=["fp32", "bf16", "fp16"],
+                    help="dtypes (default: fp32 on CPU, fp32 and bf16 on GPU)")
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads (default 2, as the anchors)")
+    ap.add_argument("--warmup", type=int, default=None, help="default warm-up rounds (CPU 2, GPU 5)")
+    ap.add_argument("--repeats", type=int, default=None, help="default timed rounds (CPU 5, GPU 20)")
+    ap.add_argument("--families", nargs="+", default=list(default_families), help="model families to compare")
+    ap.add_argument("--exclude", nargs="*", default=[], metavar="PRESET", help="presets to leave out")
+    ap.add_argument("--name", default=default_name, help="result file stem")
+    args = ap.parse_args(argv)
+
+    from leangen.metrics.efficiency import profile_models
+    from leangen.registry import PRESETS, get_preset
+    from leangen.utils.device import resolve_device
+
+    dev = resolve_device(args.device)
+    gpu = dev.type == "cuda"
+    warmup = args.warmup if args.warmup is not None else (5 if gpu else 2)
+    repeats = args.repeats if args.repeats is not None else (20 if gpu else 5)
+    runs = [parse_run(s, warmup, repeats) for s in (args.runs or (GPU_RUNS if gpu else CPU_RUNS))]
+    dtypes = args.dtypes or (["fp32", "bf16"] if gpu else ["fp32"])
+    torch.set_num_threads(args.threads)
+    get_preset("stylegan2-256")  # loads the registry
+    payload: dict[str, Any] = dict(title=title, script=Path(sys.argv[0]).name,
+                                   environment=environment(dev), device_type=dev.type, threads=args.threads,
+                                   anchor=ANCHOR, runs=[])
+    tag = device_tag(dev)
+    out_res_cache: dict[str, float] = {}
+    t_start = time.time()
+    for dtype in dtypes:
+        for spec in runs:
+            res, batch = spec["resolution"], spec["batch"]
+            names = [n for n in (f"{f}-{res}" for f in args.families) if n in PRESETS and n not in args.exclude]
+            if not names:
+                print(f"no presets for {res}: skipped", file=sys.stderr)
+                continue
+            print(f"[{time.time() - t_start:6.0f}s] {res}px batch {batch} {dtype}: {', '.join(names)}", file=sys.stderr,
+                  flush=True)
+            rows = profile_models(names, device=dev, batch=batch, dtype=dtype,  # type: ignore[arg-type]
+                                  warmup=spec["warmup"], repeats=spec["repeats"],
+                                  threads=args.threads if not gpu else None,
+                                  log=lambda m: print("    " + m, file=sys.stderr, flush=True))
+            anchor_applies = (dev.type == "cpu" and res == 256 and batch == 1 and args.threads == 2 and dtype == "fp32")
+            for r in rows:
+                if r["name"] not in out_res_cache:
+                    out_res_cache[r["name"]] = out_res_gmacs(r["name"])
+                paper = get_preset(r["name"]).paper
+                r["gmacs_out_res"] = out_res_cache[r["name"]]
+                r["paper_params_m"] = paper.get("params_m")
+                r["paper_gmacs"] = paper.get("gmacs")
+                r["paper_throughput"] = paper.get("throughput")
+                r["anchor_latency_s"] = ANCHOR["latency_s"].get(r["family"]) if anchor_applies else None
+                print(f"    {r['name']:<18} {r['gmacs']:8.2f} GMACs  "
+                      + (f"{r['latency_ms']:10.1f} ms  {r['throughput']:8.3f} im/s" if r["latency_ms"] else
+                         f"skipped: {r['skipped']}"), file=sys.stderr, flush=True)
+            run = dict(resolution=res, batch=batch, dtype=dtype, warmup=spec["warmup"], repeats=spec["repeats"],
+                       threads=rows[0]["threads"], device_name=rows[0]["device_name"], anchor_applies=anchor_applies,
+                       rows=rows, ratios=ratios(rows))
+            payload["runs"].append(run)
+            payload["elapsed_s"] = round(time.time() - t_start, 1)
+            jpath, mpath = write_results(args.name, tag, payload, markdown(payload))
+    if not payload["runs"]:
+        raise SystemExit("nothing was measured (no presets for the requested runs)")
+    print(f"wrote {jpath} and {mpath} ({time.time() - t_start:.0f} s)", file=sys.stderr)
+    print(markdown(payload))
+    return payload
+
+
+if __name__ == "__main__":
+    main()
