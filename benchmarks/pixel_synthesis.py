@@ -16,7 +16,7 @@ numbers and by measured throughput, and the fraction of the MAC saving realised 
 
 Usage::
 
-    python benchmarks/pixel_synthesis.py                       # CPU defaults: 256 at batch 1 and 4, 512 at batch 1
+    python benchmarks/pixel_synthesis.py                       # CPU: 256 at batch 1 and 4, 512 at batch 1 (~6 min)
     python benchmarks/pixel_synthesis.py --device cuda         # GPU defaults: 256/512/1024, fp32 and bf16
     python benchmarks/pixel_synthesis.py --runs 256:1 1024:1:1:3 --exclude cips-1024
     python benchmarks/pixel_synthesis.py --families stylegan2 --name profile_stylegan2
@@ -43,8 +43,28 @@ ANCHOR = {"setting": dict(device="cpu", resolution=256, batch=1, threads=2, dtyp
           "macs_g": {"pixelfolder": 23.75, "cips": 222.9, "stylegan2": 45.4},
           "source": "/work/shared/reference/anchor_timings.md"}
 FAMILIES = ("pixelfolder", "cips", "stylegan2")  # PixelFolder first: the ratios are PixelFolder ÷ the others
-CPU_RUNS = ["256:1", "256:4", "512:1:1:3"]
+CPU_RUNS = ["256:1:2:7", "256:4:1:5", "512:1:1:3"]
 GPU_RUNS = ["256:1", "256:32", "512:1", "512:16", "1024:1", "1024:4"]
+
+
+def machine_check(device: torch.device) -> float:
+    """Milliseconds for ten 1024x1024 fp32 GEMMs (2.1 GFLOP each) on ``device``: a yardstick saved beside each run.
+
+    Shared machines have busy phases that slow everything several-fold; comparing this figure between runs (or with
+    the same check on a quiet machine) tells whether absolute latencies, e.g. against the anchors, can be trusted.
+    Ratios inside one interleaved run are much less affected.
+    """
+    a = torch.randn(1024, 1024, device=device)
+    (a @ a).sum().item()  # warm-up (kernel selection, allocation)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    for _ in range(10):
+        b = a @ a
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    del b
+    return (time.perf_counter() - t0) * 1e3
 
 
 def parse_run(spec: str, warmup: int, repeats: int) -> dict[str, int]:
@@ -95,11 +115,13 @@ def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def run_markdown(run: dict[str, Any]) -> str:
-    rows, env = run["rows"], run
+    rows = run["rows"]
     lines = [f"### {run['resolution']}×{run['resolution']}, batch {run['batch']}, {run['dtype']}, "
              f"{run['threads']} thread(s) on {run['device_name']}",
              f"median of {run['repeats']} interleaved rounds after {run['warmup']} warm-up; latency per batch; "
-             f"peak memory: {', '.join(sorted({r['mem_method'] for r in rows if r.get('mem_method')}))}", ""]
+             f"peak memory: {', '.join(sorted({r['mem_method'] for r in rows if r.get('mem_method')}))}; "
+             f"machine check (10 GEMMs of 1024², lower = quieter machine): {run['gemm_ms_before']:.0f} ms before, "
+             f"{run['gemm_ms_after']:.0f} ms after", ""]
     anchor_run = run.get("anchor_applies", False)
     headers = ["model", "params (M)", "paper params (M)", "GMACs executed", "GMACs out-res (ours)", "paper GMACs",
                "peak mem (MB)", "latency (ms)", "images/s", "paper im/s"]
@@ -190,10 +212,12 @@ def main(argv: list[str] | None = None, default_name: str = "pixel_synthesis",
                 continue
             print(f"[{time.time() - t_start:6.0f}s] {res}px batch {batch} {dtype}: {', '.join(names)}", file=sys.stderr,
                   flush=True)
+            gemm_before = machine_check(dev)
             rows = profile_models(names, device=dev, batch=batch, dtype=dtype,  # type: ignore[arg-type]
                                   warmup=spec["warmup"], repeats=spec["repeats"],
                                   threads=args.threads if not gpu else None,
                                   log=lambda m: print("    " + m, file=sys.stderr, flush=True))
+            gemm_after = machine_check(dev)
             anchor_applies = (dev.type == "cpu" and res == 256 and batch == 1 and args.threads == 2 and dtype == "fp32")
             for r in rows:
                 if r["name"] not in out_res_cache:
@@ -209,7 +233,7 @@ def main(argv: list[str] | None = None, default_name: str = "pixel_synthesis",
                          f"skipped: {r['skipped']}"), file=sys.stderr, flush=True)
             run = dict(resolution=res, batch=batch, dtype=dtype, warmup=spec["warmup"], repeats=spec["repeats"],
                        threads=rows[0]["threads"], device_name=rows[0]["device_name"], anchor_applies=anchor_applies,
-                       rows=rows, ratios=ratios(rows))
+                       gemm_ms_before=gemm_before, gemm_ms_after=gemm_after, rows=rows, ratios=ratios(rows))
             payload["runs"].append(run)
             payload["elapsed_s"] = round(time.time() - t_start, 1)
             jpath, mpath = write_results(args.name, tag, payload, markdown(payload))

@@ -11,7 +11,7 @@ import inspect
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Literal, Sequence, TypeVar
+from typing import Any, Callable, ClassVar, Iterable, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -153,14 +153,14 @@ class StyleGenerator(PretrainedModel):
         return self.synthesis(self.map(z, truncation_psi), noise_mode=noise_mode, **synthesis_kwargs)
 
     @torch.no_grad()
-    def generate(self, seeds: int | str | Sequence[int], truncation: float = 1.0, noise_mode: NoiseMode = "const",
+    def generate(self, seeds: int | str | Iterable[int], truncation: float = 1.0, noise_mode: NoiseMode = "const",
                  output_type: OutputType = "pil", batch_size: int = 16, **synthesis_kwargs: Any) -> Any:
         """Images for the given seeds; the same seed gives the same image on any device.
 
         Latents come from one CPU ``torch.Generator`` per seed. ``output_type``: ``pil`` (list of ``PIL.Image``),
         ``np`` (uint8 ``[N, H, W, 3]``) or ``pt`` (float ``[N, 3, H, W]`` in [-1, 1]).
         """
-        seed_list = parse_seeds(seeds) if not isinstance(seeds, (list, tuple)) else list(seeds)
+        seed_list = parse_seeds(seeds)
         device = next(self.parameters()).device
         was_training = self.training
         self.eval()

@@ -1,14 +1,16 @@
 """Seed parsing (``0-63``, ``1,2,5-7``) and per-seed CPU latents, identical on every device."""
 from __future__ import annotations
 
+from typing import Iterable
+
 import torch
 
 
-def parse_seeds(text: str | int | list[int]) -> list[int]:
+def parse_seeds(text: str | int | Iterable[int]) -> list[int]:
     """Parse ``"0-3,7"`` into ``[0, 1, 2, 3, 7]``. Ranges are inclusive. Raises ``ValueError`` on bad input."""
     if isinstance(text, int):
         return [text]
-    if isinstance(text, (list, tuple)):
+    if not isinstance(text, str):
         return [int(s) for s in text]
     seeds: list[int] = []
     for part in str(text).split(","):
