@@ -27,6 +27,7 @@ benchmark keeps what it measured).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -42,6 +43,9 @@ ANCHOR = {"setting": dict(device="cpu", resolution=256, batch=1, threads=2, dtyp
           "latency_s": {"pixelfolder": 0.33, "cips": 6.02, "stylegan2": 1.05},
           "macs_g": {"pixelfolder": 23.75, "cips": 222.9, "stylegan2": 45.4},
           "source": "/work/shared/reference/anchor_timings.md"}
+# PixelFolder's Table 1 figures a preset does not carry (the table's StyleGAN2 speed), quoted from
+# /work/shared/reference/pixel_stylenat.md §1.5; a preset's own ``paper`` dict takes precedence.
+PAPER_FALLBACK = {"stylegan2-256": {"throughput": 44.133}}
 FAMILIES = ("pixelfolder", "cips", "stylegan2")  # PixelFolder first: the ratios are PixelFolder ÷ the others
 CPU_RUNS = ["256:1:2:7", "256:4:1:5", "512:1:1:3"]
 GPU_RUNS = ["256:1", "256:32", "512:1", "512:16", "1024:1", "1024:4"]
@@ -85,6 +89,31 @@ def out_res_gmacs(name: str) -> float:
         model = get_preset(name).build("G").eval()
     args, kwargs = example_inputs(model, 1, "meta")
     return count_macs(model, args, kwargs, convention="output_resolution") / 1e9
+
+
+def annotate(row: dict[str, Any], anchor_applies: bool) -> None:
+    """Add the paper's figures (preset first, then ``PAPER_FALLBACK``) and the official-code anchor to a row."""
+    from leangen.registry import get_preset
+
+    paper = {**PAPER_FALLBACK.get(row["name"], {}), **get_preset(row["name"]).paper}
+    row["paper_params_m"] = paper.get("params_m")
+    row["paper_gmacs"] = paper.get("gmacs")
+    row["paper_throughput"] = paper.get("throughput")
+    row["paper_note"] = paper.get("note")
+    row["anchor_latency_s"] = ANCHOR["latency_s"].get(row["family"]) if anchor_applies else None
+
+
+def render(path: Path) -> dict[str, Any]:
+    """Recompute the paper columns and ratios of a saved result and rewrite its JSON and Markdown (no measuring)."""
+    payload = json.loads(path.read_text())
+    for run in payload["runs"]:
+        for r in run["rows"]:
+            annotate(r, run.get("anchor_applies", False))
+        run["ratios"] = ratios(run["rows"])
+    stem, tag = path.stem.rsplit("-", 1)
+    jpath, mpath = write_results(stem, tag, payload, markdown(payload))
+    print(f"rewrote {jpath} and {mpath}", file=sys.stderr)
+    return payload
 
 
 def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -141,6 +170,9 @@ def run_markdown(run: dict[str, Any]) -> str:
     for r in rows:
         if r.get("skipped"):
             lines.append(f"\n*{r['name']} skipped: {r['skipped']}*")
+    notes = [f"{r['name']}: {r['paper_note']}" for r in rows if r.get("paper_note")]
+    if notes:
+        lines.append("\nPaper notes: " + "; ".join(notes) + ".")
     if run["ratios"]:
         lines.append("")
         rt = [[q["pair"], fmt(q["params"]), fmt(q["macs_executed"]), fmt(q["macs_out_res"]), fmt(q["macs_paper"]),
@@ -155,8 +187,8 @@ def markdown(payload: dict[str, Any]) -> str:
     env = payload["environment"]
     head = [f"## {payload['title']}", "",
             f"Device: **{env['device_name']}** (`{env['device']}`), PyTorch {env['torch_version']}, "
-            f"{payload['threads']} thread(s), {env['date']}. Command: `python benchmarks/{payload['script']} "
-            f"{' '.join(env['argv'])}`.", "",
+            f"{payload['threads']} thread(s), {env['date']}. Command: "
+            f"`{' '.join(['python', 'benchmarks/' + payload['script'], *env['argv']])}`.", "",
             "GMACs executed: multiply-adds of the ops that run (convs incl. depthwise blur, matmuls; element-wise ops "
             "not counted). GMACs out-res: the convention of PixelFolder's Table 1 (StyleGAN2's upsampling convs at "
             "output resolution, blur filters not counted), counted by us. Paper columns are the paper's own numbers "
@@ -183,7 +215,11 @@ def main(argv: list[str] | None = None, default_name: str = "pixel_synthesis",
     ap.add_argument("--families", nargs="+", default=list(default_families), help="model families to compare")
     ap.add_argument("--exclude", nargs="*", default=[], metavar="PRESET", help="presets to leave out")
     ap.add_argument("--name", default=default_name, help="result file stem")
+    ap.add_argument("--render", type=Path, metavar="RESULT.json",
+                    help="only recompute paper columns/ratios of a saved result and rewrite its .json and .md")
     args = ap.parse_args(argv)
+    if args.render:
+        return render(args.render)
 
     from leangen.metrics.efficiency import profile_models
     from leangen.registry import PRESETS, get_preset
@@ -222,12 +258,8 @@ def main(argv: list[str] | None = None, default_name: str = "pixel_synthesis",
             for r in rows:
                 if r["name"] not in out_res_cache:
                     out_res_cache[r["name"]] = out_res_gmacs(r["name"])
-                paper = get_preset(r["name"]).paper
                 r["gmacs_out_res"] = out_res_cache[r["name"]]
-                r["paper_params_m"] = paper.get("params_m")
-                r["paper_gmacs"] = paper.get("gmacs")
-                r["paper_throughput"] = paper.get("throughput")
-                r["anchor_latency_s"] = ANCHOR["latency_s"].get(r["family"]) if anchor_applies else None
+                annotate(r, anchor_applies)
                 print(f"    {r['name']:<18} {r['gmacs']:8.2f} GMACs  "
                       + (f"{r['latency_ms']:10.1f} ms  {r['throughput']:8.3f} im/s" if r["latency_ms"] else
                          f"skipped: {r['skipped']}"), file=sys.stderr, flush=True)
