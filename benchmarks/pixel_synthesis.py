@@ -45,7 +45,7 @@ ANCHOR = {"setting": dict(device="cpu", resolution=256, batch=1, threads=2, dtyp
           "source": "/work/shared/reference/anchor_timings.md"}
 # PixelFolder's Table 1 figures a preset does not carry (the table's StyleGAN2 speed), quoted from
 # /work/shared/reference/pixel_stylenat.md §1.5; a preset's own ``paper`` dict takes precedence.
-PAPER_FALLBACK = {"stylegan2-256": {"throughput": 44.133}}
+PAPER_FALLBACK: dict[str, dict[str, Any]] = {}  # paper figures missing from a preset (none at present)
 FAMILIES = ("pixelfolder", "cips", "stylegan2")  # PixelFolder first: the ratios are PixelFolder ÷ the others
 CPU_RUNS = ["256:1:2:7", "256:4:1:5", "512:1:1:3"]
 GPU_RUNS = ["256:1", "256:32", "512:1", "512:16", "1024:1", "1024:4"]

@@ -75,7 +75,8 @@ def _register_presets() -> None:
 
     gan_defaults = dict(batch=16, lr=0.002, betas=(0.0, 0.99), r1_gamma=10.0, r1_interval=16, pl_weight=0.0,
                         pl_interval=4, style_mixing=0.0, ema_kimg=10.0)
-    paper = {256: dict(params_m=30.03, gmacs=83.77, gmacs_convention="upsampling convs at output resolution",
+    paper = {256: dict(params_m=30.03, gmacs=83.77, throughput=44.133, throughput_unit="im/s",
+                       gmacs_convention="upsampling convs at output resolution",
                        source="PixelFolder (ECCV 2022) Table 1"),
              512: dict(params_m=30.28, source="PixelFolder Table B"),
              1024: dict(params_m=30.37, source="PixelFolder Table B")}
