@@ -46,7 +46,7 @@ def load(source: str | os.PathLike, device: str | torch.device = "cpu", role: st
             return PretrainedModel.from_pretrained(snap / role, device=dev)
         raise FileNotFoundError(f"{path} holds no leangen model: expected a saved model ({CONFIG_NAME}), "
                                 f"a snapshot with {role}/, or a run directory with checkpoints")
-    from leangen.registry import PRESETS, get_preset
+    from leangen.registry import get_preset
 
     try:
         preset = get_preset(str(source))

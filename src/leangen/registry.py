@@ -57,7 +57,7 @@ def get_preset(name: str) -> Preset:
         import difflib
 
         close = difflib.get_close_matches(name, PRESETS, n=5, cutoff=0.4)
-        hint = f"; did you mean {', '.join(close)}?" if close else f"; run `leangen models` to list them"
+        hint = f"; did you mean {', '.join(close)}?" if close else "; run `leangen models` to list them"
         raise KeyError(f"unknown preset {name!r}{hint}")
     return PRESETS[name]
 

@@ -24,3 +24,24 @@ def device_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 def fail(message: str) -> None:
     """Stop the command with a readable error (exit code 1, no traceback)."""
     raise click.ClickException(message)
+
+
+def load_generator(network: str, device: Any) -> Any:
+    """``leangen.load`` for CLI verbs that need an image generator: clean errors, a note for random-weight presets."""
+    import warnings
+
+    import leangen
+    from leangen.models.base import StyleGenerator
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            G = leangen.load(network, device=device)
+        except (FileNotFoundError, ValueError, KeyError) as e:
+            fail(str(e.args[0] if isinstance(e, KeyError) and e.args else e))
+    for w in caught:
+        if "randomly initialized" in str(w.message):
+            click.echo(f"note: {w.message}", err=True)
+    if not isinstance(G, StyleGenerator):
+        fail(f"{network} holds a {type(G).__name__} ({G.model_type}), not an image generator")
+    return G

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import click
 
-from leangen.cli.common import fail
+from leangen.cli.common import load_generator, fail
 from leangen.utils.device import resolve_device
 
 
@@ -47,8 +46,6 @@ def command(network: str, out: str, batch: int, truncation: float, opset: int, e
       leangen export --network pixelfolder-256 --out pf256.onnx --batch 4 --trunc 0.7
       leangen export --network saved/cips --out cips.onnx --no-check
     """
-    import leangen
-    from leangen.models.base import StyleGenerator
 
     try:
         import onnx  # noqa: F401
@@ -59,17 +56,7 @@ def command(network: str, out: str, batch: int, truncation: float, opset: int, e
         fail(f"ONNX export needs the export extras ({e.name} is missing): pip install 'leangen[export]'")
     from leangen.export import check_onnx, export_onnx
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            G = leangen.load(network, device=device)
-        except (FileNotFoundError, ValueError, KeyError) as e:
-            fail(str(e.args[0] if isinstance(e, KeyError) and e.args else e))
-    for w in caught:
-        if "randomly initialized" in str(w.message):
-            click.echo(f"note: {w.message}", err=True)
-    if not isinstance(G, StyleGenerator):
-        fail(f"{network} holds a {type(G).__name__} ({G.model_type}), not a generator")
+    G = load_generator(network, device)
 
     t0 = time.perf_counter()
     try:

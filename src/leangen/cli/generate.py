@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import inspect
 import re
-import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 import torch
 
-from leangen.cli.common import device_option, fail
+from leangen.cli.common import load_generator, device_option, fail
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -89,8 +88,7 @@ def command(network: str, seeds: str, truncation: float, noise_mode: str, outdir
     import numpy as np
     from PIL import Image
 
-    import leangen
-    from leangen.models.base import StyleGenerator, image_grid, to_uint8
+    from leangen.models.base import image_grid, to_uint8
     from leangen.utils.seeds import latents_for_seeds, parse_seeds
 
     try:
@@ -104,17 +102,7 @@ def command(network: str, seeds: str, truncation: float, noise_mode: str, outdir
         except ValueError as e:
             fail(str(e))
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            G = leangen.load(network, device=device)
-        except (FileNotFoundError, ValueError, KeyError) as e:
-            fail(str(e.args[0] if isinstance(e, KeyError) and e.args else e))
-    for w in caught:
-        if "randomly initialized" in str(w.message):
-            click.echo(f"note: {w.message}", err=True)
-    if not isinstance(G, StyleGenerator):
-        fail(f"{network} holds a {type(G).__name__}, not an image generator")
+    G = load_generator(network, device)
 
     # Capabilities are read from synthesis()'s signature, so any model that implements them gets the options.
     synth_kwargs: dict[str, Any] = {}

@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterator, Literal, Sequence
 import numpy as np
 import torch
 
+from leangen.utils.timefmt import format_time
 from leangen.metrics.fid import (RunningStats, auto_fid_method, fid_against_stats, kid_from_features,
                                  pr_from_features)
 from leangen.metrics.inception import (FEATURE_DIM, FEATURE_NET, RESIZE_PROTOCOL, InceptionFeatures, ResizeMode,
@@ -132,16 +133,6 @@ def list_metrics() -> list[str]:
 # ----------------------------------------------------------------------------------------------------------------
 # Small helpers
 # ----------------------------------------------------------------------------------------------------------------
-def format_time(seconds: float) -> str:
-    """``12s``, ``3m 04s``, ``1h 02m 03s``, ``2d 03h 04m`` (StyleGAN's style)."""
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m {s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h {s // 60 % 60:02d}m {s % 60:02d}s"
-    return f"{s // 86400}d {s // 3600 % 24:02d}h {s // 60 % 60:02d}m"
 
 
 @contextlib.contextmanager

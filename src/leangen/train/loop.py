@@ -38,7 +38,8 @@ from leangen.train import checkpoint as ckpt
 from leangen.train.data import BatchStream, _image
 from leangen.train.objective import Objective, get_objective
 from leangen.train.options import TrainOptions, read_run_options, resolve_options
-from leangen.train.report import Reporter, format_time
+from leangen.train.report import Reporter
+from leangen.utils.timefmt import format_time
 from leangen.utils.device import resolve_device
 from leangen.utils.files import atomic_path, write_json_atomic
 

@@ -13,18 +13,6 @@ from typing import Any, Sequence
 from leangen.utils.files import atomic_path
 
 
-def format_time(seconds: float) -> str:
-    """``3725`` -> ``1h 02m 05s`` (StyleGAN style)."""
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m {s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h {s % 3600 // 60:02d}m {s % 60:02d}s"
-    return f"{s // 86400}d {s % 86400 // 3600:02d}h {s % 3600 // 60:02d}m"
-
-
 class Reporter:
     """Rank 0's outputs. ``run_dir=None`` prints only (no files)."""
 
