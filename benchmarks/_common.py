@@ -16,8 +16,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def environment(device: torch.device) -> dict[str, Any]:
     """Where and with what a benchmark ran (saved beside every result, per the timing protocol)."""
     from leangen.metrics.efficiency import device_name
+    from leangen.utils.allocator import cpu_allocator_state
 
     return dict(device=str(device), device_name=device_name(device), torch_version=torch.__version__,
+                cpu_allocator=cpu_allocator_state(),
                 threads=torch.get_num_threads(), cuda=torch.version.cuda,
                 date=_dt.datetime.now().isoformat(timespec="seconds"), python=sys.version.split()[0], argv=sys.argv[1:])
 

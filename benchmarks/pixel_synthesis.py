@@ -195,6 +195,13 @@ def markdown(payload: dict[str, Any]) -> str:
             "(its GPU is not stated). Random weights (speed does not depend on them); `noise_mode=const`."]
     if payload["device_type"] == "cpu":
         head.append("\nCPU figures: compare within a run (ratios); absolute latencies depend on the machine.")
+        alloc = env.get("cpu_allocator", "default")
+        head.append(f"CPU allocator: `{alloc}` " + ("(freed memory kept in the process, as the `leangen` CLI does; "
+                                                     "`--cpu-allocator default` for the C library's defaults)."
+                                                     if alloc == "retain" else "(the C library's defaults)."))
+        if alloc == "retain" and any(r.get("anchor_applies") for r in payload["runs"]):
+            head.append("The official code's anchor latencies were taken with the C library's defaults: the "
+                        "like-for-like *ours ÷ anchor* figure is the one from a `--cpu-allocator default` run.")
     body = [run_markdown(run) for run in payload["runs"]]
     return "\n".join(head) + "\n\n" + "\n\n".join(body) + "\n"
 
@@ -215,11 +222,18 @@ def main(argv: list[str] | None = None, default_name: str = "pixel_synthesis",
     ap.add_argument("--families", nargs="+", default=list(default_families), help="model families to compare")
     ap.add_argument("--exclude", nargs="*", default=[], metavar="PRESET", help="presets to leave out")
     ap.add_argument("--name", default=default_name, help="result file stem")
+    ap.add_argument("--cpu-allocator", choices=["retain", "default"], default="retain",
+                    help="retain: keep freed CPU memory in the process, as the leangen CLI does (no page faults on "
+                         "large activations); default: the C library's defaults, as the official code was timed")
     ap.add_argument("--render", type=Path, metavar="RESULT.json",
                     help="only recompute paper columns/ratios of a saved result and rewrite its .json and .md")
     args = ap.parse_args(argv)
     if args.render:
         return render(args.render)
+    if args.cpu_allocator == "retain":
+        from leangen.utils.allocator import retain_freed_cpu_memory
+
+        retain_freed_cpu_memory()
 
     from leangen.metrics.efficiency import profile_models
     from leangen.registry import PRESETS, get_preset

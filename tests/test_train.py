@@ -471,3 +471,14 @@ def test_pixel_synthesis_presets_train_and_resume(tmp_path: Path, preset: str) -
     assert res2.run_dir == res.run_dir and res2.step == 5
     after = leangen.load(res.run_dir).state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)  # training went on after resume
+
+
+def test_time_budget_stops_with_a_snapshot_and_resume_continues(tmp_path: Path) -> None:
+    # A budget of ~0 s: the first step already passes it, so the run stops after one step instead of 1000.
+    res = train(options(tmp_path, steps=1000, minutes=1e-6), random_images())
+    assert res.status == "done" and res.step == 1
+    assert res.snapshot is not None and res.snapshot == ckpt.latest_snapshot(res.run_dir)
+    assert "Time budget of 1e-06 min reached" in (res.run_dir / "log.txt").read_text()
+    # The budget belongs to the invocation, not the run: resuming without it trains on to the target.
+    more = train(TrainOptions(resume=str(res.run_dir), steps=3, device="cpu", progress=False), random_images())
+    assert more.step == 3

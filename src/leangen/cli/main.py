@@ -50,7 +50,13 @@ def cli() -> None:
       leangen dataset create --source openmoji --dest data/openmoji-32.zip --resolution 32
       leangen train --preset stylegan2-tiny32 --data data/openmoji-32.zip --kimg 20
       leangen generate --network runs/00000-stylegan2-tiny32 --seeds 0-15 --grid --outdir out
+
+    CPU memory freed by one step is kept for the next (no page faults on large activations; see
+    leangen.utils.allocator); LEANGEN_CPU_ALLOCATOR=default keeps the C library's defaults.
     """
+    from leangen.utils.allocator import retain_freed_cpu_memory
+
+    retain_freed_cpu_memory()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,6 +26,9 @@ def _csv(ctx: click.Context, param: click.Parameter, value: str | None) -> list[
 @click.option("--kimg", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Train until this many thousand real images have been shown.  [default: preset, else 25000]")
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Train for this many steps instead of --kimg.")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Also stop after this many minutes of wall-clock time in this invocation (final snapshot and "
+                   "metrics are written; --resume continues). For equal-time comparisons.")
 @click.option("--batch", type=click.IntRange(min=1), default=None, help="Total batch over all processes. [default: preset]")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Adam learning rate. [default: preset]")
 @click.option("--glr", type=click.FloatRange(min=0, min_open=True), default=None, help="G learning rate (overrides --lr).")
@@ -61,7 +64,8 @@ def _csv(ctx: click.Context, param: click.Parameter, value: str | None) -> list[
 @click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:i]",
               help="Where to train (under torchrun: cuda:LOCAL_RANK).")
 def command(preset: str | None, data: str | None, outdir: str | None, kimg: float | None, steps: int | None,
-            batch: int | None, lr: float | None, glr: float | None, dlr: float | None, r1_gamma: float | None,
+            minutes: float | None, batch: int | None, lr: float | None, glr: float | None, dlr: float | None,
+            r1_gamma: float | None,
             pl_weight: float | None, mixing: float | None, ema_kimg: float | None, ema_rampup: float | None,
             diffaugment: str | None, mirror: bool | None, tick: float | None, snap: int | None, keep: int | None,
             metrics: list[str] | None, seed: int | None, resume: str | None, amp: bool | None, workers: int | None,
@@ -117,7 +121,7 @@ def command(preset: str | None, data: str | None, outdir: str | None, kimg: floa
         except ValueError as e:
             fail(str(e))
 
-    opts = TrainOptions(preset=preset, data=data, outdir=outdir, kimg=kimg, steps=steps, batch=batch,
+    opts = TrainOptions(preset=preset, data=data, outdir=outdir, kimg=kimg, steps=steps, minutes=minutes, batch=batch,
                         ema_kimg=ema_kimg, ema_rampup=ema_rampup, mirror=mirror, tick=tick, snap=snap, keep=keep,
                         metrics=metrics, seed=seed, resume=resume, amp=amp, workers=workers, grid=grid,
                         device=device, progress=not no_progress, hparams=hparams, overrides=model_overrides)

@@ -414,6 +414,7 @@ class TrainingLoop:
         last_snapshot = resume_snap
         status = "done"
         start_time = time.time() - total_time
+        deadline = None if opts.minutes is None else time.time() + float(opts.minutes) * 60  # this invocation's budget
         tick_start_time = time.time()
         timed_nimg = cur_nimg  # images since tick_start_time (after a resume, less than since tick_start_nimg)
         maintenance = 0.0
@@ -496,11 +497,15 @@ class TrainingLoop:
                     first_batch = False
                     stats = objective.train_step(real, step)
 
-                    # One collective per step: statistics averaged over ranks, plus "any rank wants to stop".
+                    # One collective per step: statistics averaged over ranks, plus "any rank wants to stop" and
+                    # "any rank's clock passed the time budget" (so every rank stops at the same step).
                     names = list(stats)
+                    out_of_time = deadline is not None and time.time() >= deadline
                     vec = torch.stack([stats[k].detach().float().reshape(()) for k in names]
-                                      + [torch.tensor(float(stop.requested), device=dev)])
+                                      + [torch.tensor(float(stop.requested), device=dev),
+                                         torch.tensor(float(out_of_time), device=dev)])
                     values = rt.all_reduce_mean(vec).tolist()
+                    time_up = values.pop() > 0
                     stop_now = values.pop() > 0
                     bad = [(k, v) for k, v in zip(names, values) if not math.isfinite(v)]
                     if bad:
@@ -524,7 +529,9 @@ class TrainingLoop:
                     step_time = dt if step_time is None else 0.9 * step_time + 0.1 * dt
                     rep.update_progress(step if total_steps is not None else cur_nimg / 1000,
                                         {k: sums[k] / counts[k] for k in names}, 1 / max(step_time, 1e-9))
-                    done = finished()
+                    done = finished() or time_up
+                    if time_up and not finished() and rt.is_main:
+                        rep.log(f"\nTime budget of {opts.minutes:g} min reached at kimg {cur_nimg / 1000:.3f}")
                     if not done and not stop_now and cur_nimg < tick_start_nimg + tick_nimg:
                         continue
 

@@ -44,6 +44,7 @@ class TrainOptions:
     outdir: str | None = None            # parent of run directories
     kimg: float | None = None            # training length in thousands of real images shown
     steps: int | None = None             # ... or in optimizer steps (exclusive with kimg)
+    minutes: float | None = None         # wall-clock budget of this invocation: stop (with a snapshot) when spent
     batch: int | None = None             # total batch over all processes
     ema_kimg: float | None = None        # generator EMA half-life in kimg
     ema_rampup: float | None = None      # EMA half-life <= cur_nimg * ema_rampup early on (None or 0: off)
@@ -67,7 +68,7 @@ class TrainOptions:
 
 
 # Fields that describe this invocation rather than the run; never taken from a resumed run.
-_RUNTIME_FIELDS = ("resume", "device", "progress")
+_RUNTIME_FIELDS = ("resume", "device", "progress", "minutes")
 
 
 def read_run_options(run_dir: Path) -> dict[str, Any]:
@@ -176,6 +177,7 @@ def _validate(o: TrainOptions) -> None:
         (o.batch is not None and int(o.batch) >= 1, f"--batch must be >= 1, got {o.batch}"),
         (o.kimg is None or float(o.kimg) > 0, f"--kimg must be > 0, got {o.kimg}"),
         (o.steps is None or int(o.steps) >= 1, f"--steps must be >= 1, got {o.steps}"),
+        (o.minutes is None or float(o.minutes) > 0, f"--minutes must be > 0, got {o.minutes}"),
         (float(o.tick) > 0, f"--tick must be > 0 kimg, got {o.tick}"),
         (int(o.snap) >= 1, f"--snap must be >= 1 tick, got {o.snap}"),
         (int(o.keep) >= 1, f"--keep must be >= 1, got {o.keep}"),
