@@ -31,12 +31,40 @@ DEFAULT_PRESETS = ["pixelfolder-tiny32", "stylegan2-tiny32", "cips-tiny32"]
 PAPER_ORDER = ["pixelfolder", "stylegan2", "cips"]  # best (lowest FID) first, PixelFolder (ECCV 2022) Table 1
 
 
+def paper_order_text(families: list[str]) -> str:
+    """The paper's FID ordering, e.g. ``pixelfolder ≤ stylegan2 < cips`` (PixelFolder and StyleGAN2 are close)."""
+    out = families[0]
+    for f in families[1:]:
+        out += (" < " if f == "cips" else " ≤ ") + f
+    return out
+
+
 def last_metric(run_dir: Path, name: str) -> dict[str, Any] | None:
     path = run_dir / f"metric-{name}.jsonl"
     if not path.exists():
         return None
     lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
     return json.loads(lines[-1]) if lines else None
+
+
+def markdown(payload: dict[str, Any]) -> str:
+    env, rows, metrics = payload["environment"], payload["rows"], payload["metrics"]
+    observed, expected = payload["observed_order"], payload["paper_order"]
+    key = metrics[0]
+    table = [[r["name"], fmt(r["params_G"] / 1e6 if r["params_G"] else None, ".3f"), r["batch"], fmt(r["kimg"], ".1f"),
+              r["steps"], fmt(r["gemm_ms"], ".0f"), *[fmt(r[m], ".4g") for m in metrics]] for r in rows]
+    return "\n".join([
+        "## Equal wall-clock training: FID/KID after the same minutes", "",
+        f"Device: **{env['device_name']}** (`{env['device']}`), PyTorch {env['torch_version']}, {payload['threads']} "
+        f"thread(s), {env['date']}. Data: `{payload['data']}`. Budget: {payload['minutes']:g} min of training per "
+        f"preset (metrics of the final snapshot are computed after it). Command: `python benchmarks/quality_equal_time.py "
+        f"{' '.join(env['argv'])}`.", "",
+        "Metrics use the generator EMA, truncation 1, random noise; small-n FID is biased upwards (compare within the "
+        "table only), KID is unbiased. Machine check: ms for ten 1024² GEMMs before each run (lower = quieter).", "",
+        md_table(["preset", "G params (M)", "batch", "kimg reached", "steps", "machine check (ms)", *metrics], table),
+        "", f"Order by {key} (best first): observed {' < '.join(observed)}; paper (Table 1: FFHQ/LSUN at 256, full training) "
+        f"{paper_order_text(expected)} — {'same' if observed == expected else 'different'} order.",
+    ])
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -52,7 +80,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--outdir", default="runs/quality-equal-time")
     ap.add_argument("--name", default="quality_equal_time")
+    ap.add_argument("--render", type=Path, metavar="RESULT.json", help="only rewrite the .md of a saved result")
     args = ap.parse_args(argv)
+    if args.render:
+        payload = json.loads(args.render.read_text())
+        args.render.with_suffix(".md").write_text(markdown(payload).rstrip() + "\n")
+        return payload
 
     from leangen.registry import get_preset
     from leangen.train import TrainOptions, train
@@ -96,21 +129,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     payload = dict(environment=environment(dev), device_type=dev.type, threads=args.threads, data=data,
                    minutes=args.minutes, metrics=metrics, rows=rows, observed_order=observed,
                    paper_order=expected, matches_paper=observed == expected)
-    env = payload["environment"]
-    table = [[r["name"], fmt(r["params_G"] / 1e6 if r["params_G"] else None, ".3f"), r["batch"], fmt(r["kimg"], ".1f"),
-              r["steps"], fmt(r["gemm_ms"], ".0f"), *[fmt(r[m], ".4g") for m in metrics]] for r in rows]
-    md = "\n".join([
-        "## Equal wall-clock training: FID/KID after the same minutes", "",
-        f"Device: **{env['device_name']}** (`{env['device']}`), PyTorch {env['torch_version']}, {args.threads} "
-        f"thread(s), {env['date']}. Data: `{data}`. Budget: {args.minutes:g} min of training per preset (metrics of "
-        f"the final snapshot are computed after it). Command: `python benchmarks/quality_equal_time.py "
-        f"{' '.join(env['argv'])}`.", "",
-        "Metrics use the generator EMA, truncation 1, random noise; small-n FID is biased upwards (compare within the "
-        "table only), KID is unbiased. Machine check: ms for ten 1024² GEMMs before each run (lower = quieter).", "",
-        md_table(["preset", "G params (M)", "batch", "kimg reached", "steps", "machine check (ms)", *metrics], table),
-        "", f"Order by {key} (best first): observed {' < '.join(observed)}; paper (FFHQ/LSUN, full training) "
-        f"{' <= '.join(expected)} — {'same' if observed == expected else 'different'} order.",
-    ])
+    md = markdown(payload)
     jpath, mpath = write_results(args.name, device_tag(dev), payload, md)
     print(md)
     print(f"\nwrote {jpath} and {mpath}", file=sys.stderr)

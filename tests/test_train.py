@@ -386,20 +386,20 @@ def test_ema_and_metrics_hooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
     calls = []
 
-    def calc_metric(name, G, dataset, device=None, progress=False):
+    def calc_metrics(names, G, dataset, device=None, progress=False):
         torch.randn(100)  # a metric that draws random numbers must not change training
-        calls.append((name, type(G).__name__, len(dataset)))
-        return {"results": {name: 10.0 - len(calls)}, "metric": name}
+        calls.append((tuple(names), type(G).__name__, len(dataset)))
+        return [{"results": {name: 10.0 - len(calls)}, "metric": name} for name in names]
 
     def report_metric(record, run_dir):
         with open(Path(run_dir) / f"metric-{record['metric']}.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
     fake = types.ModuleType("leangen.metrics.registry")
-    fake.calc_metric, fake.report_metric = calc_metric, report_metric  # type: ignore[attr-defined]
+    fake.calc_metrics, fake.report_metric = calc_metrics, report_metric  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "leangen.metrics.registry", fake)
     with_metrics = train(options(tmp_path / "m", steps=4, ema_kimg=0, metrics=["fid2k"]), random_images())
-    assert calls == [("fid2k", "StyleGAN2Generator", 12)] * 2
+    assert calls == [(("fid2k",), "StyleGAN2Generator", 12)] * 2
     lines = (with_metrics.run_dir / "metric-fid2k.jsonl").read_text().splitlines()
     assert len(lines) == 2 and json.loads(lines[-1])["snapshot"].endswith("snapshot-000000-s000000004")
     assert ckpt.load_state(with_metrics.snapshot)["best_metric"]["value"] == 9.0  # written before the 2nd metric ran

@@ -462,19 +462,22 @@ class TrainingLoop:
                 raise TrainingError(str(e)) from e
             rep.log(f"snapshot {path.relative_to(run_dir)}")
             if metric_fns is not None and opts.metrics:
-                calc_metric, report_metric = metric_fns
+                calc_metrics, report_metric = metric_fns
                 devices = [dev] if dev.type == "cuda" else []
                 with torch.random.fork_rng(devices=devices):  # metrics must not shift the training RNG stream
-                    for name_m in opts.metrics:
-                        t0 = time.time()
-                        record = calc_metric(name_m, objective.eval_model(), dataset, device=dev, progress=False)
+                    # One call for all names: metrics of the same size share the generated and real features.
+                    t0 = time.time()
+                    records = calc_metrics(list(opts.metrics), objective.eval_model(), dataset, device=dev,
+                                           progress=False)
+                    took = format_time(time.time() - t0)
+                    for name_m, record in zip(opts.metrics, records):
                         if isinstance(record, dict):
                             record.setdefault("snapshot", str(path))
                             record.setdefault("kimg", cur_nimg / 1000)
                         report_metric(record, run_dir)
                         value = _metric_value(record, name_m)
-                        rep.log(f"metric {name_m}: {value if value is not None else record} "
-                                f"({format_time(time.time() - t0)})")
+                        rep.log(f"metric {name_m}: {value if value is not None else record} ({took} for "
+                                f"{', '.join(opts.metrics)})")
                         if value is not None:
                             metric_history.setdefault(name_m, []).append((cur_nimg / 1000, value))
                             higher = name_m.startswith(("pr", "is", "precision", "recall"))
@@ -594,14 +597,14 @@ def _reals(dataset: Dataset, n: int, seed: int) -> torch.Tensor:
 
 
 def _load_metrics(names: list[str]) -> tuple[Any, Any] | None:
-    """``(calc_metric, report_metric)`` when metrics are requested; ``ValueError`` when unavailable or unknown."""
+    """``(calc_metrics, report_metric)`` when metrics are requested; ``ValueError`` when unavailable or unknown."""
     if not names:
         return None
     import importlib
 
     try:
         reg = importlib.import_module("leangen.metrics.registry")
-        calc_metric, report_metric = reg.calc_metric, reg.report_metric
+        calc_metrics, report_metric = reg.calc_metrics, reg.report_metric
     except (ImportError, AttributeError) as e:
         raise ValueError(f"--metrics {','.join(names)} needs leangen.metrics ({e}); pass --metrics none") from None
     known = getattr(reg, "METRICS", None) or getattr(reg, "_METRICS", None)
@@ -609,7 +612,7 @@ def _load_metrics(names: list[str]) -> tuple[Any, Any] | None:
         unknown = [n for n in names if n not in known]
         if unknown:
             raise ValueError(f"unknown metric(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    return calc_metric, report_metric
+    return calc_metrics, report_metric
 
 
 def train(options: TrainOptions, dataset: Dataset | None = None) -> TrainResult:

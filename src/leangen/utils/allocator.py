@@ -7,7 +7,9 @@ forward on the 2-core CI machine and ran 1.4x slower per image than batch 1; wit
 drop to zero and batch 4 runs as fast per image as batch 1 (measured: 703 -> 430 ms/image). This is what a caching
 allocator (CUDA's, or jemalloc/tcmalloc preloaded) gives; here it needs no extra library.
 
-The cost: the process keeps its peak heap size until it exits. ``leangen`` commands turn this on at start;
+The cost: the process keeps its peak heap size until it exits, and the heap fragments, so the resident size can
+exceed the live peak (a synthetic chain of 64 MiB activations: 476-733 MB resident instead of 349 MB); the first one
+to three forward passes still fault while the heap settles. ``leangen`` commands turn this on at start;
 ``LEANGEN_CPU_ALLOCATOR=default`` leaves the C library's defaults alone. In your own scripts call
 :func:`retain_freed_cpu_memory` once, early.
 """
