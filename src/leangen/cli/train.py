@@ -89,6 +89,9 @@ def command(preset: str | None, data: str | None, outdir: str | None, kimg: floa
       leangen train --resume runs/00003-stylegan2-tiny32-openmoji-32
       leangen train --resume latest --kimg 500
     \b
+      # a wall-clock budget (e.g. to compare models at equal training time)
+      leangen train --preset pixelfolder-tiny32 --data openmoji --minutes 8 --metrics fid500,kid500
+    \b
       # check what would run
       leangen train --preset stylegan2-tiny64 --data openmoji --dry-run
     """
