@@ -21,7 +21,7 @@ from torch.utils.data import TensorDataset
 
 import leangen
 from leangen.train import NonFiniteLossError, TrainingError, TrainOptions, train
-from leangen.train import checkpoint as ckpt
+from leangen import runs as ckpt
 from leangen.train.augment import DiffAugment, parse_policy
 from leangen.train.data import BatchStream
 from leangen.train.gan import GANObjective, lazy_adam

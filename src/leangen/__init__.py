@@ -39,7 +39,7 @@ def load(source: str | os.PathLike, device: str | torch.device = "cpu", role: st
             return PretrainedModel.from_pretrained(path, device=dev)
         if (path / role).is_dir():
             return PretrainedModel.from_pretrained(path / role, device=dev)
-        from leangen.train.checkpoint import latest_snapshot
+        from leangen.runs import latest_snapshot
 
         snap = latest_snapshot(path)
         if snap is not None and (snap / role).is_dir():

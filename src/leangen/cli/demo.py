@@ -63,7 +63,7 @@ def command(outdir: str, preset: str, kimg: float, evals: int, metric: str, devi
     _run_verb("leangen.cli.train", ["--preset", preset, "--data", "openmoji", "--outdir", outdir, "--kimg", str(kimg),
                                     "--tick", f"{tick:g}", "--snap", "1", "--keep", "2", "--metrics", metric,
                                     "--device", device, "--grid", "64"])
-    from leangen.train.checkpoint import latest_snapshot
+    from leangen.runs import latest_snapshot
 
     runs = sorted(p for p in Path(outdir).iterdir() if p.is_dir() and (p / "training_options.json").is_file())
     run_dir = runs[-1]

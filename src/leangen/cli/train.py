@@ -95,7 +95,7 @@ def command(preset: str | None, data: str | None, outdir: str | None, kimg: floa
       # check what would run
       leangen train --preset stylegan2-tiny64 --data openmoji --dry-run
     """
-    from leangen.train.checkpoint import IncompatibleCheckpointError
+    from leangen.runs import IncompatibleCheckpointError
     from leangen.train.options import TrainOptions, parse_override, read_run_options, resolve_options
     from leangen.utils.device import resolve_device
 
@@ -135,7 +135,7 @@ def command(preset: str | None, data: str | None, outdir: str | None, kimg: floa
         try:
             stored = None
             if resume:
-                from leangen.train.checkpoint import resolve_resume
+                from leangen.runs import resolve_resume
 
                 run_dir, snap_dir = resolve_resume(resume, outdir or "runs")
                 stored = read_run_options(run_dir)
@@ -150,7 +150,7 @@ def command(preset: str | None, data: str | None, outdir: str | None, kimg: floa
         click.echo(json.dumps(doc, indent=2))
         return
 
-    from leangen.train.checkpoint import SnapshotError
+    from leangen.runs import SnapshotError
     from leangen.train.loop import NonFiniteLossError, TrainingError, train
 
     try:

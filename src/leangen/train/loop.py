@@ -34,7 +34,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Dataset
 
-from leangen.train import checkpoint as ckpt
+from leangen import runs as ckpt
 from leangen.train.data import BatchStream, _image
 from leangen.train.objective import Objective, get_objective
 from leangen.train.options import TrainOptions, read_run_options, resolve_options
