@@ -15,7 +15,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def environment(device: torch.device) -> dict[str, Any]:
     """Where and with what a benchmark ran (saved beside every result, per the timing protocol)."""
-    from leangen.metrics.efficiency import device_name
+    from leangen.profile import device_name
     from leangen.utils.allocator import cpu_allocator_state
 
     return dict(device=str(device), device_name=device_name(device), torch_version=torch.__version__,
@@ -29,7 +29,7 @@ def device_tag(device: torch.device) -> str:
     do not overwrite each other."""
     if device.type != "cuda":
         return device.type
-    from leangen.metrics.efficiency import device_name
+    from leangen.profile import device_name
 
     m = re.search(r"\b([a-z]{1,2}\d{2,4}[a-z]?)\b", device_name(device).lower())
     return m.group(1) if m else "cuda"

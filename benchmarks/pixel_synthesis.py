@@ -1,14 +1,15 @@
 """PixelFolder vs CIPS vs StyleGAN2: parameters, MACs, peak memory, latency and throughput, side by side.
 
 Everything runs in ONE process; within each (resolution, batch, dtype) run the three models are timed interleaved
-(``leangen.metrics.efficiency.profile_models``), so their ratios are fair even on a noisy shared machine.
+(``leangen.profile.profile_models``), so their ratios are fair even on a noisy shared machine.
 
 Columns beside ours:
 - the paper's own figures (``preset.paper``: PixelFolder Table 1 / Table B);
 - ``GMACs out-res``: our count under the paper's convention for StyleGAN2 (transposed upsampling convs counted at
   output resolution, fixed blur filters not counted) — measured with a flop-counter variant, not copied;
-- ``official (anchor)``: the official implementations' CPU latency at 256, batch 1, 2 threads
-  (``/work/shared/reference/anchor_timings.md``), shown only for runs with that setting.
+- ``official (anchor)``: the official implementations' CPU latency at 256, batch 1, 2 threads, quoted (measured
+  elsewhere on the official code, not by this script) from ``benchmarks/anchors.json`` with its source and date;
+  shown only for runs with that setting.
 
 Ratios: PixelFolder ÷ StyleGAN2 and PixelFolder ÷ CIPS by executed MACs, by the out-res convention, by the paper's
 numbers and by measured throughput, and the fraction of the MAC saving realised as speed:
@@ -38,14 +39,23 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import device_tag, environment, fmt, md_table, write_results  # noqa: E402
 
-# Official code on a 2-core CPU, PyTorch 2.13, batch 1, 2 threads, median of 5 after 2 warm-ups (anchor_timings.md).
-ANCHOR = {"setting": dict(device="cpu", resolution=256, batch=1, threads=2, dtype="fp32"),
-          "latency_s": {"pixelfolder": 0.33, "cips": 6.02, "stylegan2": 1.05},
-          "macs_g": {"pixelfolder": 23.75, "cips": 222.9, "stylegan2": 45.4},
-          "source": "/work/shared/reference/anchor_timings.md"}
-# PixelFolder's Table 1 figures a preset does not carry (the table's StyleGAN2 speed), quoted from
-# /work/shared/reference/pixel_stylenat.md §1.5; a preset's own ``paper`` dict takes precedence.
-PAPER_FALLBACK: dict[str, dict[str, Any]] = {}  # paper figures missing from a preset (none at present)
+ANCHORS_FILE = Path(__file__).resolve().parent / "anchors.json"
+
+
+def load_anchor(path: Path = ANCHORS_FILE) -> dict[str, Any]:
+    """The quoted official-code figures of ``anchors.json`` (not measured here): the setting they apply to, latency
+    (s) and executed GMACs per family, and where and when they were measured."""
+    doc = json.loads(path.read_text())
+    cond = doc["conditions"]
+    return {"setting": {k: cond[k] for k in ("device", "resolution", "batch", "threads", "dtype")},
+            "latency_s": {a["model"]: a["seconds"] for a in doc["anchors"]},
+            "macs_g": {a["model"]: a["gmacs_executed"] for a in doc["anchors"]},
+            "quoted": True, "source": doc["source"], "date": doc["date"], "file": f"benchmarks/{path.name}"}
+
+
+ANCHOR = load_anchor()
+# Paper figures a preset does not carry, by preset name; a preset's own ``paper`` dict takes precedence.
+PAPER_FALLBACK: dict[str, dict[str, Any]] = {}  # none at present: every preset carries its paper figures
 FAMILIES = ("pixelfolder", "cips", "stylegan2")  # PixelFolder first: the ratios are PixelFolder ÷ the others
 CPU_RUNS = ["256:1:2:7", "256:4:1:5", "512:1:1:3"]
 GPU_RUNS = ["256:1", "256:32", "512:1", "512:16", "1024:1", "1024:4"]
@@ -82,7 +92,7 @@ def parse_run(spec: str, warmup: int, repeats: int) -> dict[str, int]:
 
 def out_res_gmacs(name: str) -> float:
     """GMACs per image of preset ``name`` under the out-res convention, counted on the meta device at batch 1."""
-    from leangen.metrics.efficiency import count_macs, example_inputs
+    from leangen.profile import count_macs, example_inputs
     from leangen.registry import get_preset
 
     with torch.device("meta"):
@@ -202,6 +212,9 @@ def markdown(payload: dict[str, Any]) -> str:
         if alloc == "retain" and any(r.get("anchor_applies") for r in payload["runs"]):
             head.append("The official code's anchor latencies were taken with the C library's defaults: the "
                         "like-for-like *ours ÷ anchor* figure is the one from a `--cpu-allocator default` run.")
+        if any(r.get("anchor_applies") for r in payload["runs"]):
+            head.append(f"Official (anchor) latencies are quoted from `{ANCHOR['file']}` (the official code, measured "
+                        f"elsewhere in {ANCHOR['date']}; source and conditions in that file), not measured here.")
     body = [run_markdown(run) for run in payload["runs"]]
     return "\n".join(head) + "\n\n" + "\n\n".join(body) + "\n"
 
@@ -235,7 +248,7 @@ def main(argv: list[str] | None = None, default_name: str = "pixel_synthesis",
 
         retain_freed_cpu_memory()
 
-    from leangen.metrics.efficiency import profile_models
+    from leangen.profile import profile_models
     from leangen.registry import PRESETS, get_preset
     from leangen.utils.device import resolve_device
 
@@ -268,7 +281,8 @@ def main(argv: list[str] | None = None, default_name: str = "pixel_synthesis",
                                   threads=args.threads if not gpu else None,
                                   log=lambda m: print("    " + m, file=sys.stderr, flush=True))
             gemm_after = machine_check(dev)
-            anchor_applies = (dev.type == "cpu" and res == 256 and batch == 1 and args.threads == 2 and dtype == "fp32")
+            setting = dict(device=dev.type, resolution=res, batch=batch, threads=args.threads, dtype=dtype)
+            anchor_applies = setting == ANCHOR["setting"]
             for r in rows:
                 if r["name"] not in out_res_cache:
                     out_res_cache[r["name"]] = out_res_gmacs(r["name"])

@@ -11,7 +11,7 @@ from PIL import Image
 from torch import nn
 
 from leangen.cli.main import cli
-from leangen.metrics.efficiency import ROW_KEYS, count_macs, count_macs_detailed, count_params, example_inputs
+from leangen.profile import ROW_KEYS, count_macs, count_macs_detailed, count_params, example_inputs
 
 CONTRACT_KEYS = {"name", "family", "resolution", "params", "gmacs", "peak_mem_mb", "latency_ms", "throughput",
                  "device", "batch", "dtype", "latency_ms_p90", "threads", "torch_version"}

@@ -236,15 +236,60 @@ def test_ctrl_c_snapshots_and_resumes(tmp_path: Path, monkeypatch: pytest.Monkey
         return orig(self, batch, step)
 
     monkeypatch.setattr(GANObjective, "train_step", interrupted)
-    res = train(options(tmp_path, steps=20, snap=100), random_images())
+    launched_with = signal.getsignal(signal.SIGINT)  # SIG_IGN under nohup or as a background job
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a live Ctrl-C, however the tests were launched
+    try:
+        res = train(options(tmp_path, steps=20, snap=100), random_images())
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler before the run is back
+    finally:
+        signal.signal(signal.SIGINT, launched_with)
     assert res.status == "interrupted" and res.step == 3  # the step in flight finished
     assert ckpt.load_state(res.snapshot)["step"] == 3
     log = (res.run_dir / "log.txt").read_text()
     assert "SIGINT received" in log and f"leangen train --resume {res.run_dir}" in log
     monkeypatch.setattr(GANObjective, "train_step", orig)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
     done = train(TrainOptions(resume=str(res.run_dir), steps=5, device="cpu", progress=False), random_images())
     assert done.status == "done" and done.step == 5
+
+
+def test_ignored_sigint_stays_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run started with SIGINT ignored (nohup, a background job) keeps ignoring it, and leaves it ignored."""
+    orig = GANObjective.train_step
+
+    def interrupted(self, batch, step):
+        if step == 1:
+            signal.raise_signal(signal.SIGINT)
+        return orig(self, batch, step)
+
+    monkeypatch.setattr(GANObjective, "train_step", interrupted)
+    launched_with = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        res = train(options(tmp_path, steps=3, snap=100), random_images())
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, launched_with)
+    assert res.status == "done" and res.step == 3
+    assert "SIGINT received" not in (res.run_dir / "log.txt").read_text()
+
+
+def test_second_ctrl_c_aborts_without_snapshot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    orig = GANObjective.train_step
+
+    def twice(self, batch, step):
+        if step == 1:
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)  # impatient user
+        return orig(self, batch, step)
+
+    monkeypatch.setattr(GANObjective, "train_step", twice)
+    launched_with = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        res = train(options(tmp_path, steps=20, snap=100), random_images())
+    finally:
+        signal.signal(signal.SIGINT, launched_with)
+    assert res.status == "aborted" and res.snapshot is None
+    assert ckpt.list_snapshots(res.run_dir) == []
+    assert "without a snapshot" in (res.run_dir / "log.txt").read_text()
 
 
 def test_raw_keyboard_interrupt_saves_snapshot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -397,12 +442,15 @@ def test_ema_and_metrics_hooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
     fake = types.ModuleType("leangen.metrics.registry")
     fake.calc_metrics, fake.report_metric = calc_metrics, report_metric  # type: ignore[attr-defined]
+    fake.metric_info = lambda name: types.SimpleNamespace(higher_is_better=False)  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "leangen.metrics.registry", fake)
     with_metrics = train(options(tmp_path / "m", steps=4, ema_kimg=0, metrics=["fid2k"]), random_images())
     assert calls == [(("fid2k",), "StyleGAN2Generator", 12)] * 2
     lines = (with_metrics.run_dir / "metric-fid2k.jsonl").read_text().splitlines()
     assert len(lines) == 2 and json.loads(lines[-1])["snapshot"].endswith("snapshot-000000-s000000004")
-    assert ckpt.load_state(with_metrics.snapshot)["best_metric"]["value"] == 9.0  # written before the 2nd metric ran
+    # The snapshot's state includes its own evaluation: 8.0 (lower is better) is the best, at the last snapshot.
+    best = ckpt.load_state(with_metrics.snapshot)["best_metric"]
+    assert best["value"] == 8.0 and best["snapshot"] == with_metrics.snapshot.name and not best["higher_is_better"]
     G, G_ema = (leangen.load(with_metrics.run_dir, role=r) for r in ("G", "G_ema"))
     torch.testing.assert_close(G.state_dict(), G_ema.state_dict(), rtol=0, atol=0)
     without = train(options(tmp_path / "n", steps=4, ema_kimg=0), random_images())
@@ -413,21 +461,21 @@ def test_ema_and_metrics_hooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 def test_batch_stream_is_resumable_and_sharded() -> None:
     data = random_images(10)
     full = BatchStream(data, 4, seed=3, mirror=True)
-    batches = [full.next_uint8() for _ in range(8)]  # 32 samples over a 20-image (mirrored) index space
+    batches = [full.next_cpu().image for _ in range(8)]  # 32 samples over a 20-image (mirrored) index space
     later = BatchStream(data, 4, seed=3, mirror=True, position=12)
     for b in batches[3:]:
-        assert torch.equal(later.next_uint8(), b)
+        assert torch.equal(later.next_cpu().image, b)
     # two ranks see disjoint halves of every epoch
     r0 = BatchStream(data, 2, seed=3, rank=0, world_size=2)
     r1 = BatchStream(data, 2, seed=3, rank=1, world_size=2)
     i0, i1 = set(r0._indices_at(0) + r0._indices_at(2)), set(r1._indices_at(0) + r1._indices_at(2))
     assert r0.shard_len == 5 and not i0 & i1 and len(i0 | i1) == 8
-    x = BatchStream(data, 4).next()
+    x = BatchStream(data, 4).next().image_float
     assert x.dtype == torch.float32 and -1 <= x.min() and x.max() <= 1
     # worker processes deliver the same batches from the same position
     workers = BatchStream(data, 4, seed=3, mirror=True, workers=1, position=12)
     for b in batches[3:6]:
-        assert torch.equal(workers.next_uint8(), b)
+        assert torch.equal(workers.next_cpu().image, b)
 
 
 def test_diffaugment_is_differentiable_and_seeded() -> None:

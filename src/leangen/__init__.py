@@ -3,7 +3,7 @@
 Quick start::
 
     import leangen
-    G = leangen.load("runs/00000-stylegan2-tiny32-openmoji32")   # a run dir, snapshot, saved model or preset name
+    G = leangen.load("runs/00000-stylegan2-tiny32-openmoji-32")  # a run dir, snapshot, saved model or preset name
     images = G.generate(seeds=range(8), truncation=0.7)          # list of PIL images
 """
 from __future__ import annotations
@@ -21,31 +21,32 @@ if TYPE_CHECKING:
     from leangen.models.base import PretrainedModel
 
 
-def load(source: str | os.PathLike, device: str | torch.device = "cpu", role: str = "G_ema") -> "PretrainedModel":
+def load(source: str | os.PathLike, device: str | torch.device = "cpu", role: str | None = None) -> "PretrainedModel":
     """Load a ready model (eval mode) from a saved model folder, a training snapshot, a run directory or a preset name.
 
     - saved model folder (``config.json`` + ``model.safetensors``): loaded as is;
-    - snapshot folder (``G_ema/``, ``G/``, ``D/``): the ``role`` component (default the EMA generator);
-    - run directory (``runs/00000-...``): its latest snapshot;
+    - snapshot folder: the module users load (its ``index.json`` names it: ``G_ema`` for GANs, ``model`` for
+      likelihood models...), or the module ``role`` (``G``, ``D``; a frozen ``teacher`` comes from its recorded path);
+    - run directory (``runs/00000-...``): its latest snapshot, as above;
     - preset name (``stylegan2-256``): a randomly initialized model, with a warning.
+
+    What comes back is a generator (``.generate(seeds)``), a likelihood model (``.log_prob``, ``.generate``) or a
+    translator (``.translate(labels)``); ``model.kind`` says which. Never imports the trainer.
     """
+    from leangen import runs
     from leangen.models.base import CONFIG_NAME, PretrainedModel
     from leangen.utils.device import resolve_device
 
     dev = resolve_device(device)
-    path = Path(source)
+    path = Path(source).expanduser()
     if path.exists():
         if (path / CONFIG_NAME).is_file():
             return PretrainedModel.from_pretrained(path, device=dev)
-        if (path / role).is_dir():
-            return PretrainedModel.from_pretrained(path / role, device=dev)
-        from leangen.runs import latest_snapshot
-
-        snap = latest_snapshot(path)
-        if snap is not None and (snap / role).is_dir():
-            return PretrainedModel.from_pretrained(snap / role, device=dev)
-        raise FileNotFoundError(f"{path} holds no leangen model: expected a saved model ({CONFIG_NAME}), "
-                                f"a snapshot with {role}/, or a run directory with checkpoints")
+        snap = path if (path / runs.STATE_NAME).is_file() or (path / "G_ema").is_dir() else runs.latest_snapshot(path)
+        if snap is None:
+            raise FileNotFoundError(f"{path} holds no leangen model: expected a saved model ({CONFIG_NAME}), "
+                                    f"a snapshot, or a run directory with checkpoints")
+        return _load_from_snapshot(snap, role, dev)
     from leangen.registry import get_preset
 
     try:
@@ -54,7 +55,26 @@ def load(source: str | os.PathLike, device: str | torch.device = "cpu", role: st
         raise FileNotFoundError(f"{source!r} is neither an existing path nor a preset name ({e.args[0]})") from None
     warnings.warn(f"{source!r} is a preset name: returning a randomly initialized model (no trained weights)",
                   stacklevel=2)
-    return preset.build("G" if role in ("G", "G_ema") else role).to(dev).eval()
+    if role in (None, "G_ema"):
+        role = "G" if "G" in preset.components else next(iter(preset.components))
+    return preset.build(role).to(dev).eval()
+
+
+def _load_from_snapshot(snap: Path, role: str | None, dev: torch.device) -> "PretrainedModel":
+    import json
+
+    from leangen.models.base import PretrainedModel
+
+    index_path = snap / "index.json"
+    index = json.loads(index_path.read_text()) if index_path.is_file() else {}
+    role = role or index.get("entry") or "G_ema"  # snapshots from before the index held G_ema/G/D
+    info = (index.get("modules") or {}).get(role, {})
+    if info.get("role") == "frozen":
+        return load(info["source"], device=dev)
+    if not (snap / role).is_dir():
+        have = sorted(p.name for p in snap.iterdir() if p.is_dir())
+        raise FileNotFoundError(f"{snap} has no module {role!r} (it has {', '.join(have) or 'none'})")
+    return PretrainedModel.from_pretrained(snap / role, device=dev)
 
 
 __all__ = ["load", "__version__"]

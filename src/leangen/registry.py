@@ -18,9 +18,9 @@ if TYPE_CHECKING:
 class Preset:
     name: str
     family: str                      # e.g. "stylegan2", "cips", "pixelfolder"
-    task: str                        # "unconditional", "likelihood", "translation", ...
+    task: str                        # what the model does, e.g. "unconditional"
     resolution: int
-    objective: str                   # trainer objective: "gan", "likelihood", "translation", "distillation"
+    objective: str                   # trainer objective, a name in ``leangen.train.objective.OBJECTIVES``: "gan"
     components: dict[str, tuple[str, dict[str, Any]]]  # role -> (model type, constructor kwargs)
     training: dict[str, Any] = field(default_factory=dict)  # defaults for the trainer/objective
     paper: dict[str, Any] = field(default_factory=dict)     # e.g. {"params_m": 30.03, "gmacs": 83.77, "source": "..."}
@@ -35,6 +35,15 @@ class Preset:
         model_type, kwargs = self.components[role]
         return MODEL_TYPES[model_type](**kwargs)
 
+
+#: GAN training recipe of every GAN preset, as in the official CIPS and PixelFolder training code: Adam 0.002 with
+#: betas (0, 0.99), lazy R1 10 every 16 steps, no path-length regularization, no style mixing, G EMA over 10 kimg.
+#: Presets add their batch (``{"batch": B, **GAN_RECIPE}``) and any overrides.
+GAN_RECIPE: dict[str, Any] = dict(lr=0.002, betas=(0.0, 0.99), r1_gamma=10.0, r1_interval=16, pl_weight=0.0,
+                                  pl_interval=4, style_mixing=0.0, ema_kimg=10.0)
+#: ``GAN_RECIPE`` for the tiny CPU presets: batch 16, a short EMA and DiffAugment (few images, few kimg). R1 is set
+#: per resolution by each preset.
+GAN_RECIPE_TINY: dict[str, Any] = {"batch": 16, **GAN_RECIPE, "ema_kimg": 2.0, "diffaugment": "color,translation"}
 
 PRESETS: dict[str, Preset] = {}
 

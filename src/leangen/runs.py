@@ -5,35 +5,44 @@ Layout (StyleGAN convention, with real training state)::
     runs/00003-stylegan2-tiny32-openmoji-32/
       training_options.json  log.txt  stats.jsonl  metric-<name>.jsonl  reals.png  fakes*.png  curves.png
       checkpoints/
-        snapshot-000040/          G_ema/ G/ D/ (save_pretrained folders)  training_state.pt
+        snapshot-000040/          G_ema/ G/ D/ (save_pretrained folders)  training_state.pt  index.json
         snapshot-000080/ ...
+        superseded-snapshot-000120/   (newer than the snapshot a resume started from; see set_aside_newer)
 
 A snapshot is written into ``checkpoints/.tmp-<name>-<pid>/`` and renamed into place, so a crash or a full disk
 never leaves a half snapshot under a ``snapshot-*`` name. Names are ``snapshot-<kimg:06d>``; when a snapshot of the
 same kimg exists (short runs), ``-s<step:09d>`` is appended. Both sort in training order.
 ``training_state.pt`` holds only tensors, numbers, strings, lists and dicts, so it loads with
-``torch.load(weights_only=True)``.
+``torch.load(weights_only=True)``. ``index.json`` records ``{"files": {relative path: sha256}}`` (plus what the
+caller passes as ``index``), so damage after the write (bad disk, partial copy) is detected before a resume.
 """
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
-import random
+import pickle
 import re
 import shutil
+import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
-import numpy as np
 import torch
 from torch import nn
 
+from leangen.utils.files import durable_writer
+from leangen.utils.rng import get_rng_state, set_rng_state  # noqa: F401  (part of this module's API)
+
 STATE_NAME = "training_state.pt"
+INDEX_NAME = "index.json"
 CHECKPOINTS = "checkpoints"
 STATE_FORMAT = 1
+SUPERSEDED = "superseded-"
 _SNAP_RE = re.compile(r"snapshot-(\d{6,})(?:-s(\d+))?")
 _RUN_RE = re.compile(r"(\d+)-.*")
+_CLAIM_RE = re.compile(r"\.claim-(\d+)")
 
 
 class SnapshotError(RuntimeError):
@@ -42,6 +51,14 @@ class SnapshotError(RuntimeError):
 
 class IncompatibleCheckpointError(ValueError):
     """A snapshot does not match the model being trained (other preset, other architecture)."""
+
+
+class CorruptSnapshotError(ValueError):
+    """A snapshot file is damaged: truncated, unreadable or not matching the checksum in ``index.json``."""
+
+
+class SkippedSnapshotWarning(UserWarning):
+    """``resolve_resume`` passed over damaged snapshots for an older, intact one (the message names them)."""
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -53,18 +70,42 @@ def run_id(path: Path) -> int | None:
 
 
 def new_run_dir(outdir: str | os.PathLike, desc: str) -> Path:
-    """Create ``outdir/<next id:05d>-<desc>`` (next free id, like StyleGAN) and return it."""
+    """Create ``outdir/<next id:05d>-<desc>`` (next free id, like StyleGAN) and return it.
+
+    Runs started together get distinct ids whatever their ``desc``: the id itself is claimed first by creating
+    ``outdir/.claim-<id>`` (``mkdir`` succeeds for exactly one process), then the run folder is made and the claim
+    dropped. A claim left by a killed process only makes later runs skip that id.
+    """
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     desc = re.sub(r"[^\w.+-]+", "_", desc).strip("_") or "run"
     while True:
-        ids = [i for p in outdir.iterdir() if (i := run_id(p)) is not None]
-        path = outdir / f"{max(ids, default=-1) + 1:05d}-{desc}"
+        rid = max(_taken_ids(outdir), default=-1) + 1
+        claim = outdir / f".claim-{rid:05d}"
         try:
+            claim.mkdir()
+        except FileExistsError:  # another process claims that id right now
+            continue
+        try:
+            # A process that scanned earlier may have made its run folder and released this id's claim since.
+            if any(run_id(p) == rid for p in outdir.iterdir()):
+                continue
+            path = outdir / f"{rid:05d}-{desc}"
             path.mkdir()
             return path
-        except FileExistsError:  # another process took that id in the meantime
-            continue
+        finally:
+            claim.rmdir()
+
+
+def _taken_ids(outdir: Path) -> list[int]:
+    """Ids of the run folders and of the claims in ``outdir``."""
+    ids = []
+    for p in outdir.iterdir():
+        m = _CLAIM_RE.fullmatch(p.name)
+        i = int(m.group(1)) if m else run_id(p)
+        if i is not None:
+            ids.append(i)
+    return ids
 
 
 def latest_run(outdir: str | os.PathLike) -> Path | None:
@@ -112,24 +153,54 @@ def snapshot_name(run_dir: Path, kimg: int, step: int) -> str:
     return f"{base}-s{step:09d}" if taken else base
 
 
+def newest_intact_snapshot(run_dir: str | os.PathLike) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """The newest snapshot of a run that passes ``verify_snapshot`` (or None), and the newer damaged ones with why."""
+    skipped: list[tuple[Path, str]] = []
+    for snap in reversed(list_snapshots(run_dir)):
+        try:
+            verify_snapshot(snap)
+        except CorruptSnapshotError as e:
+            skipped.append((snap, str(e)))
+            continue
+        return snap, skipped
+    return None, skipped
+
+
 def resolve_resume(spec: str, outdir: str | os.PathLike) -> tuple[Path, Path]:
-    """``RUN_DIR | SNAPSHOT_DIR | latest`` -> ``(run_dir, snapshot_dir)``; ``FileNotFoundError`` with a reason."""
+    """``RUN_DIR | SNAPSHOT_DIR | latest`` -> ``(run_dir, snapshot_dir)``; ``FileNotFoundError`` with a reason.
+
+    For a run (or ``latest``) this is the newest *intact* snapshot: damaged newer ones are passed over with a
+    ``SkippedSnapshotWarning`` naming them and why (``CorruptSnapshotError`` when none is intact). A snapshot named
+    explicitly must itself be intact (``CorruptSnapshotError`` otherwise): it is never silently replaced.
+    """
     if spec == "latest":
         run = latest_run(outdir)
         if run is None:
             raise FileNotFoundError(f"--resume latest: no run with a snapshot in {outdir}")
-        return run, latest_snapshot(run)  # type: ignore[return-value]
+        return run, _intact_snapshot(run)
     path = Path(spec).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"--resume {spec}: no such run or snapshot directory")
     if (path / STATE_NAME).is_file():
         run = path.parent.parent if path.parent.name == CHECKPOINTS else path.parent
+        verify_snapshot(path)
         return run, path
-    snap = latest_snapshot(path)
-    if snap is None:
+    if latest_snapshot(path) is None:
         raise FileNotFoundError(f"--resume {spec}: no complete snapshot in it (expected {CHECKPOINTS}/snapshot-*/"
                                 f"{STATE_NAME})")
-    return path, snap
+    return path, _intact_snapshot(path)
+
+
+def _intact_snapshot(run: Path) -> Path:
+    snap, skipped = newest_intact_snapshot(run)
+    if snap is None:
+        raise CorruptSnapshotError(f"no intact snapshot in {run}: {len(skipped)} damaged, the newest because "
+                                   f"{skipped[0][1]}")
+    if skipped:
+        names = ", ".join(s.name for s, _ in skipped)
+        warnings.warn(f"resuming from {snap.name}, the newest intact snapshot of {run}; passed over {names} "
+                      f"(damaged: {skipped[0][1]})", SkippedSnapshotWarning, stacklevel=3)
+    return snap
 
 
 def set_aside_newer(run_dir: Path, snapshot: Path) -> list[Path]:
@@ -140,7 +211,7 @@ def set_aside_newer(run_dir: Path, snapshot: Path) -> list[Path]:
         return moved
     for s in snaps:
         if _snap_key(s) > _snap_key(snapshot):
-            target = s.with_name("superseded-" + s.name)
+            target = s.with_name(SUPERSEDED + s.name)
             if target.exists():
                 shutil.rmtree(target)
             os.rename(s, target)
@@ -152,11 +223,26 @@ def set_aside_newer(run_dir: Path, snapshot: Path) -> list[Path]:
 # Writing
 
 def _write_state(state: Mapping[str, Any], path: Path) -> None:
-    """``torch.save`` plus fsync (a separate function so tests can simulate a full disk here)."""
-    with open(path, "wb") as f:
+    """``torch.save`` plus fsync (a separate function so tests can simulate a full disk here).
+
+    ``durable_writer`` re-raises the file's ``OSError`` that ``torch.save`` reports as ``RuntimeError``.
+    """
+    with durable_writer(path) as f:
         torch.save(dict(state), f)
-        f.flush()
-        os.fsync(f.fileno())
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _write_index(folder: Path, extra: Mapping[str, Any] | None) -> None:
+    """``folder/index.json``: ``extra`` plus ``"files"``, the sha256 of every other file under ``folder``."""
+    files = {p.relative_to(folder).as_posix(): _sha256(p)
+             for p in sorted(folder.rglob("*")) if p.is_file() and p != folder / INDEX_NAME}
+    doc = {**(extra or {}), "files": files}
+    with durable_writer(folder / INDEX_NAME) as f:
+        f.write((json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
 
 
 def _fsync_dir(path: Path) -> None:
@@ -173,8 +259,9 @@ def _fsync_dir(path: Path) -> None:
 
 
 def save_snapshot(run_dir: Path, name: str, modules: Mapping[str, nn.Module], state: Mapping[str, Any],
-                  keep: int | None = None) -> Path:
-    """Write ``modules`` (``save_pretrained``) and ``state`` as ``run_dir/checkpoints/<name>``, atomically.
+                  keep: int | None = None, index: Mapping[str, Any] | None = None) -> Path:
+    """Write ``modules`` (``save_pretrained``), ``state`` and ``index.json`` as ``run_dir/checkpoints/<name>``,
+    atomically. ``index`` (JSON-able) is merged into ``index.json``; its ``"files"`` key is always the checksums.
 
     On any error the temporary folder is removed and earlier snapshots are untouched; an ``OSError`` (full disk,
     permissions) becomes ``SnapshotError`` with a readable message. Afterwards only the newest ``keep`` remain.
@@ -190,6 +277,7 @@ def save_snapshot(run_dir: Path, name: str, modules: Mapping[str, nn.Module], st
         for role, module in modules.items():
             module.save_pretrained(tmp / role)  # type: ignore[operator]
         _write_state(state, tmp / STATE_NAME)
+        _write_index(tmp, index)
         _fsync_dir(tmp)
         os.rename(tmp, final)  # atomic on POSIX: the snapshot appears complete or not at all
         _fsync_dir(ckpt)
@@ -209,12 +297,24 @@ def save_snapshot(run_dir: Path, name: str, modules: Mapping[str, nn.Module], st
 
 
 def prune_snapshots(run_dir: Path, keep: int) -> list[Path]:
-    """Delete all but the newest ``keep`` snapshots; return what was removed."""
-    snaps = list_snapshots(run_dir)
-    removed = snaps[:-keep] if keep > 0 else []
+    """Delete all but the newest ``keep`` snapshots, and all but the newest ``keep`` set-aside ``superseded-*``
+    ones (else every resume from an older snapshot would leave copies for good); return what was removed."""
+    removed = []
+    if keep > 0:
+        removed = list_snapshots(run_dir)[:-keep] + _superseded(run_dir)[:-keep]
     for s in removed:
         shutil.rmtree(s, ignore_errors=True)
     return removed
+
+
+def _superseded(run_dir: Path) -> list[Path]:
+    """``superseded-snapshot-*`` folders of a run, oldest (in training order) first."""
+    ckpt = run_dir / CHECKPOINTS
+    if not ckpt.is_dir():
+        return []
+    aside = [p for p in ckpt.iterdir() if p.is_dir() and p.name.startswith(SUPERSEDED)
+             and _SNAP_RE.fullmatch(p.name[len(SUPERSEDED):])]
+    return sorted(aside, key=lambda p: _snap_key(p.with_name(p.name[len(SUPERSEDED):])))
 
 
 def clean_partial(run_dir: Path) -> None:
@@ -229,9 +329,50 @@ def clean_partial(run_dir: Path) -> None:
 # ----------------------------------------------------------------------------------------------------------------------
 # Reading
 
+def verify_snapshot(snapshot: str | os.PathLike, parts: Iterable[str] | None = None) -> None:
+    """Check the files listed in ``index.json`` against their sha256; ``CorruptSnapshotError`` names the first bad one.
+
+    ``parts`` limits the check to those files or folders (e.g. ``["G_ema"]``, ``[STATE_NAME]``). A snapshot without
+    ``index.json`` (written before leangen recorded checksums) cannot be checked and passes.
+    """
+    snapshot = Path(snapshot)
+    index_path = snapshot / INDEX_NAME
+    if not index_path.is_file():
+        return
+    try:
+        files = json.loads(index_path.read_bytes())["files"]
+        if not isinstance(files, dict):
+            raise TypeError(f"'files' is a {type(files).__name__}")
+    except (ValueError, KeyError, TypeError) as e:
+        raise CorruptSnapshotError(f"{index_path} is damaged ({e}), so the snapshot cannot be checked") from None
+    wanted = None if parts is None else tuple(parts)
+    for rel, digest in sorted(files.items()):
+        if wanted is not None and not any(rel == p or rel.startswith(p.rstrip("/") + "/") for p in wanted):
+            continue
+        path = snapshot / rel
+        if not path.is_file():
+            raise CorruptSnapshotError(f"{path} is missing (listed in {INDEX_NAME})")
+        if _sha256(path) != digest:
+            raise CorruptSnapshotError(f"{path} is damaged: {path.stat().st_size} bytes whose sha256 differs from "
+                                       f"the one recorded in {INDEX_NAME} when the snapshot was written")
+
+
 def load_state(snapshot: Path) -> dict[str, Any]:
-    """``training_state.pt`` of a snapshot, on the CPU, read with ``weights_only=True``."""
-    state = torch.load(snapshot / STATE_NAME, map_location="cpu", weights_only=True)
+    """``training_state.pt`` of a snapshot, on the CPU, read with ``weights_only=True``.
+
+    ``CorruptSnapshotError`` when it fails its checksum or is truncated/empty/unreadable.
+    """
+    verify_snapshot(snapshot, [STATE_NAME])
+    path = snapshot / STATE_NAME
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (FileNotFoundError, PermissionError):
+        raise
+    except (EOFError, RuntimeError, pickle.UnpicklingError, ValueError, OSError) as e:
+        # Empty: EOFError; truncated: RuntimeError (zip directory) or OSError(EINVAL) from a seek past the end.
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0]
+        raise CorruptSnapshotError(f"{path} is truncated or damaged ({os.path.getsize(path)} bytes; {why}); resume "
+                                   f"from an earlier snapshot") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise IncompatibleCheckpointError(f"{snapshot / STATE_NAME} is not a leangen training state "
                                           f"(format {state.get('format') if isinstance(state, dict) else '?'})")
@@ -239,17 +380,20 @@ def load_state(snapshot: Path) -> dict[str, Any]:
 
 
 def load_modules(snapshot: Path, modules: Mapping[str, nn.Module]) -> None:
-    """Load ``snapshot/<name>/`` into each module in place; ``IncompatibleCheckpointError`` if it is another model."""
-    from safetensors.torch import load_file
+    """Load ``snapshot/<name>/`` into each module in place; ``IncompatibleCheckpointError`` if it is another model,
+    ``CorruptSnapshotError`` / ``ModelLoadError`` (both ``ValueError``) if its files are damaged."""
+    from leangen.models.base import CONFIG_NAME, WEIGHTS_NAME, load_weights
 
-    from leangen.models.base import CONFIG_NAME, WEIGHTS_NAME
-
+    verify_snapshot(snapshot, list(modules))
     for role, module in modules.items():
         folder = snapshot / role
         if not (folder / CONFIG_NAME).is_file():
             raise IncompatibleCheckpointError(f"{snapshot} has no {role}/ (it holds "
                                               f"{', '.join(sorted(p.name for p in snapshot.iterdir() if p.is_dir()))})")
-        meta = json.loads((folder / CONFIG_NAME).read_text())
+        try:
+            meta = json.loads((folder / CONFIG_NAME).read_bytes())
+        except ValueError as e:
+            raise CorruptSnapshotError(f"{folder / CONFIG_NAME} is damaged ({e})") from None
         mine = {"model_type": getattr(module, "model_type", None), "config": getattr(module, "config", None)}
         theirs = {"model_type": meta.get("model_type"), "config": meta.get("config")}
         if mine != theirs:
@@ -257,8 +401,7 @@ def load_modules(snapshot: Path, modules: Mapping[str, nn.Module]) -> None:
             raise IncompatibleCheckpointError(
                 f"{folder} holds a different model than the one being trained ({diff}); resume with the preset and "
                 f"overrides the run was started with, or start a new run")
-        state = load_file(str(folder / WEIGHTS_NAME), device=str(next(module.parameters()).device))
-        module.load_state_dict(state, strict=True)
+        load_weights(module, folder / WEIGHTS_NAME)
 
 
 def _config_diff(a: dict[str, Any], b: dict[str, Any]) -> str:
@@ -267,32 +410,3 @@ def _config_diff(a: dict[str, Any], b: dict[str, Any]) -> str:
     ca, cb = a["config"] or {}, b["config"] or {}
     keys = sorted(k for k in set(ca) | set(cb) if ca.get(k) != cb.get(k))
     return ", ".join(f"{k}: {ca.get(k)!r} in the snapshot vs {cb.get(k)!r}" for k in keys[:4]) or "config differs"
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# RNG state as plain tensors (weights_only-loadable)
-
-def get_rng_state(device: torch.device) -> dict[str, Any]:
-    """Torch CPU (+ CUDA of ``device``), numpy and python ``random`` states."""
-    _, keys, pos, has_gauss, gauss = np.random.get_state()  # type: ignore[misc]
-    version, py_state, py_gauss = random.getstate()
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
-        "python": {"version": int(version), "state": torch.tensor(py_state, dtype=torch.int64), "gauss": py_gauss},
-    }
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def set_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    npst = state["numpy"]
-    np.random.set_state(("MT19937", npst["keys"].numpy().astype(np.uint32), npst["pos"], npst["has_gauss"],
-                         npst["gauss"]))
-    py = state["python"]
-    random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)

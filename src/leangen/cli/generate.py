@@ -13,7 +13,7 @@ from typing import Any, Callable
 import click
 import torch
 
-from leangen.cli.common import load_generator, device_option, fail
+from leangen.cli.common import load_generator, device_option, fail, note_kept
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -116,6 +116,7 @@ def command(network: str, seeds: str, truncation: float, noise_mode: str, outdir
 
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
+    note_kept(f"Images written before the error stay in {out}")
     all_images = []
     try:
         for i in range(0, len(seed_list), batch):

@@ -37,6 +37,24 @@ class LazyGroup(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl([(name, helptext) for name, (_, helptext) in VERBS.items()])
 
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the verb; errors a user can act on (see ``describe_error``) become ``Error: <one line>``, exit 1.
+
+        One handler for every verb, so a full disk or a damaged checkpoint reads the same wherever it surfaces;
+        anything else is a bug and keeps its traceback.
+        """
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise  # click's own exits (including --help); describing them would import torch for nothing
+        except Exception as e:
+            from leangen.cli.common import describe_error
+
+            message = describe_error(e, ctx)
+            if message is None:
+                raise
+            raise click.ClickException(message) from e
+
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="leangen")

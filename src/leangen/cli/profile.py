@@ -1,7 +1,7 @@
 """``leangen profile``: parameters, executed GMACs, peak memory, latency and throughput of one or more models.
 
 Several models in one call are measured in the same process, interleaved round-robin, so their ratios are fair
-(see ``leangen.metrics.efficiency``).
+(see ``leangen.profile``).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def _num(v: Any, fmt: str) -> str:
 def format_rows(rows: list[dict[str, Any]]) -> str:
     """The profile table, then (several models) each model's figures relative to the first."""
     from leangen.cli.models import render_table
-    from leangen.metrics.efficiency import ratio_table
+    from leangen.profile import ratio_table
 
     r0 = rows[0]
     head = (f"device {r0['device']} ({r0['device_name']}), batch {r0['batch']}, {r0['dtype']}, "
@@ -83,7 +83,7 @@ def command(models: tuple[str, ...], networks: tuple[str, ...], as_json: bool, d
       leangen profile pixelfolder-256 --device cuda --batch 16 --dtype bf16 --json
       leangen profile runs/00000-stylegan2-tiny32 --network runs/00001-pixelfolder-tiny32
     """
-    from leangen.metrics.efficiency import profile_models
+    from leangen.profile import profile_models
 
     specs: list[str] = list(models) + list(networks)
     if not specs:

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from leangen.cli.common import fail
+from leangen.cli.common import device_option, fail
 
 
 def _csv(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
@@ -57,24 +57,29 @@ def _csv(ctx: click.Context, param: click.Parameter, value: str | None) -> list[
 @click.option("--amp/--no-amp", default=None, help="bf16 autocast (for CUDA; slower than fp32 on most CPUs). [default: off]")
 @click.option("--workers", type=click.IntRange(min=0), default=None, help="Data loader worker processes. [default: 0]")
 @click.option("--grid", type=click.IntRange(min=1), default=None, metavar="N", help="Images per sample grid. [default: 64]")
+@click.option("--hparam", "hparam_items", multiple=True, metavar="KEY=VALUE",
+              help="Set any hyper-parameter of the preset's objective (repeatable), with the names used in presets "
+                   "and training_options.json: lr=0.001, betas=[0,0.99], gan_weight=0, teacher=runs/00000-... "
+                   "The flags --lr, --glr, --dlr, --r1-gamma, --pl-weight, --mixing, --diffaugment are aliases.")
 @click.option("--override", "overrides", multiple=True, metavar="ROLE.ARG=VALUE",
               help="Change a constructor argument of a preset component, e.g. G.channel_base=32 (repeatable).")
 @click.option("-n", "--dry-run", is_flag=True, help="Print the resolved options as JSON and exit.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (it is off anyway when stderr is not a terminal).")
-@click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:i]",
-              help="Where to train (under torchrun: cuda:LOCAL_RANK).")
+@device_option
 def command(preset: str | None, data: str | None, outdir: str | None, kimg: float | None, steps: int | None,
             minutes: float | None, batch: int | None, lr: float | None, glr: float | None, dlr: float | None,
             r1_gamma: float | None,
             pl_weight: float | None, mixing: float | None, ema_kimg: float | None, ema_rampup: float | None,
             diffaugment: str | None, mirror: bool | None, tick: float | None, snap: int | None, keep: int | None,
             metrics: list[str] | None, seed: int | None, resume: str | None, amp: bool | None, workers: int | None,
-            grid: int | None, overrides: tuple[str, ...], dry_run: bool, no_progress: bool, device: str) -> None:
+            grid: int | None, hparam_items: tuple[str, ...], overrides: tuple[str, ...], dry_run: bool,
+            no_progress: bool, device: Any) -> None:
     """Train a model preset on a dataset.
 
     Writes runs/<id>-<preset>-<data>/ with training_options.json, log.txt, stats.jsonl, TensorBoard events,
-    curves.png, reals.png, fakes*.png, metric-*.jsonl and checkpoints/snapshot-*/ (G_ema/, G/, D/ loadable with
-    leangen.load, plus training_state.pt for exact resume). Ctrl-C finishes the step, writes a snapshot and exits.
+    curves.png, reals.png, fakes*.png, metric-*.jsonl and checkpoints/snapshot-*/ (one folder per saved module,
+    e.g. G_ema/, G/, D/, loadable with leangen.load; index.json; training_state.pt for exact resume). Ctrl-C
+    finishes the step, writes a snapshot and exits; a second Ctrl-C aborts without one.
 
     \b
     Examples:
@@ -92,22 +97,29 @@ def command(preset: str | None, data: str | None, outdir: str | None, kimg: floa
       # a wall-clock budget (e.g. to compare models at equal training time)
       leangen train --preset pixelfolder-tiny32 --data openmoji --minutes 8 --metrics fid500,kid500
     \b
+      # other tasks: a likelihood model (bits/dim), a translator (label map -> glyph), a distilled student
+      leangen train --preset independent-pixels-32 --data openmoji --kimg 20
+      leangen train --preset conv-translator-tiny32 --data openmoji-seg --kimg 20
+      leangen train --preset stylegan2-tiny32-student --data openmoji --hparam teacher=runs/00000-stylegan2-tiny32-openmoji-32
+    \b
       # check what would run
       leangen train --preset stylegan2-tiny64 --data openmoji --dry-run
     """
     from leangen.runs import IncompatibleCheckpointError
-    from leangen.train.options import TrainOptions, parse_override, read_run_options, resolve_options
-    from leangen.utils.device import resolve_device
+    from leangen.train.options import TrainOptions, parse_hparam, parse_override, read_run_options, resolve_options
 
-    try:
-        resolve_device(device)
-    except ValueError as e:
-        fail(str(e))
     hparams: dict[str, Any] = {}
     for key, value in (("lr", lr), ("g_lr", glr), ("d_lr", dlr), ("r1_gamma", r1_gamma), ("pl_weight", pl_weight),
                        ("style_mixing", mixing), ("diffaugment", diffaugment)):
         if value is not None:
             hparams[key] = value
+    for text in hparam_items:
+        try:
+            key, value = parse_hparam(text)
+        except ValueError as e:
+            fail(str(e))
+            return
+        hparams[key] = value
     model_overrides: dict[str, dict[str, Any]] = {}
     for text in overrides:
         try:
@@ -127,7 +139,7 @@ def command(preset: str | None, data: str | None, outdir: str | None, kimg: floa
     opts = TrainOptions(preset=preset, data=data, outdir=outdir, kimg=kimg, steps=steps, minutes=minutes, batch=batch,
                         ema_kimg=ema_kimg, ema_rampup=ema_rampup, mirror=mirror, tick=tick, snap=snap, keep=keep,
                         metrics=metrics, seed=seed, resume=resume, amp=amp, workers=workers, grid=grid,
-                        device=device, progress=not no_progress, hparams=hparams, overrides=model_overrides)
+                        device=str(device), progress=not no_progress, hparams=hparams, overrides=model_overrides)
     if data is not None and resume is None:
         _check_data(data)
 
@@ -167,11 +179,12 @@ def command(preset: str | None, data: str | None, outdir: str | None, kimg: floa
 
 def _check_data(data: str) -> None:
     """Fail early (before building models) on a data source that cannot exist."""
-    import re
     from pathlib import Path
 
     if Path(data).expanduser().exists():
         return
-    if re.fullmatch(r"openmoji(-\d+)?", data):
+    from leangen.tasks import is_builtin
+
+    if is_builtin(data):
         return
     fail(f"no dataset at {data!r}: expected a .zip, an image folder, or a built-in name (openmoji)")

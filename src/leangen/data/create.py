@@ -30,6 +30,8 @@ OnError = Literal["skip", "stop"]
 Transform = Literal["center-crop"]
 TRANSFORMS: tuple[str, ...] = ("center-crop",)
 BUILTIN_SOURCES: tuple[str, ...] = ("openmoji",)
+# Largest output side: one 16384^2 RGB image is 0.8 GB in memory, and crop, resize and PNG encoding each hold a copy.
+MAX_RESOLUTION = 16384
 
 # A fixed member timestamp makes the archive a pure function of its inputs (same images -> same bytes).
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -90,6 +92,10 @@ def create_dataset(source: str | os.PathLike, dest: str | os.PathLike, resolutio
         raise ValueError(f"transform must be one of {', '.join(TRANSFORMS)}, got {transform!r}")
     if resolution is not None and (isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1):
         raise ValueError(f"resolution must be a positive int, got {resolution!r}")
+    if resolution is not None and resolution > MAX_RESOLUTION:
+        raise ValueError(f"resolution {resolution} is too large: one {resolution}x{resolution} RGB image takes "
+                         f"{3 * resolution ** 2 / 1e9:.1f} GB of memory, several times over while it is resized and "
+                         f"encoded (at most {MAX_RESOLUTION})")
     if max_images is not None and max_images < 1:
         raise ValueError(f"max_images must be >= 1, got {max_images}")
     dest = Path(dest)

@@ -1,8 +1,11 @@
-"""Evaluation metrics: FID / KID / precision-recall on TF-Inception features (one named protocol), efficiency.
+"""Evaluation metrics of every model kind: FID / KID / precision-recall of generator samples on TF-Inception
+features (one named protocol), bits/dim of likelihood models, PSNR / L1 / FID of translations, student vs teacher.
 
 Submodules are imported on first use so that ``import leangen.metrics`` stays cheap:
-``inception`` (feature network), ``fid`` (statistics and the pure metric functions), ``registry`` (StyleGAN-style
-named metrics, ``calc_metric`` / ``report_metric``).
+``inception`` (feature network), ``fid`` (statistics and the pure metric functions), ``base`` (metric specs: what
+each consumes and its direction; the open registry of names), ``registry`` (the façade: ``calc_metrics``,
+``metric_info``, ``report_metric``), ``reference`` (cached real statistics), ``sampled`` / ``likelihood`` /
+``paired`` / ``teacher`` (one per kind of input), ``feasibility`` (memory and sample-size checks), ``records``. Efficiency (MACs, memory, latency) is ``leangen.profile``.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ _LAZY = {
     "fid_from_features": "fid", "kid_from_features": "fid", "pr_from_features": "fid",
     "frechet_distance": "fid", "feature_stats": "fid",
     "calc_metric": "registry", "calc_metrics": "registry", "report_metric": "registry", "parse_metric": "registry",
+    "metric_info": "registry", "register_metric": "registry", "MetricSpec": "registry",
 }
 
 

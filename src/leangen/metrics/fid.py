@@ -3,13 +3,16 @@
 Conventions (see ``docs`` of each function):
 
 - Features are ``[N, D]`` arrays (float32 from the network); statistics are computed in float64.
-- Covariance is the unbiased one (divide by N - 1), as clean-fid, pytorch-fid and torchmetrics do. StyleGAN divides
-  by N; the difference in FID is O(1/N) (negligible at 50k, a little at 2k) and the record names ours.
+- Covariance: ``ddof=0`` (divide by N, the default) is StyleGAN2-ADA's ``FeatureStats.get_mean_cov`` (raw second
+  moment / N - mu mu^T), i.e. the StyleGAN protocol that ``leangen eval`` follows. ``ddof=1`` (divide by N - 1) is
+  what clean-fid, pytorch-fid and torchmetrics use (``np.cov``). Both sides of one FID use the same convention.
+  The difference in FID is O(D/N): negligible at 50k, ~1% at 2k, large at N < D (fid200 ...), so metric records
+  name the convention and the reference cache is keyed on it.
 - FID = ||mu_r - mu_g||^2 + Tr(S_r + S_g - 2 (S_r S_g)^(1/2)). Three exact ways to get the trace term:
   ``"sqrtm"``, the reference (``scipy.linalg.sqrtm`` of the product, real part, as StyleGAN/pytorch-fid);
   ``"eigh"``, sum(sqrt(eig(S_r^(1/2) S_g S_r^(1/2)))) from two symmetric ``[D, D]`` eigendecompositions;
   ``"lowrank"``, the same eigenvalues from the ``[N_gen, N_gen]`` matrix Y S_r Y^T (Y = centered generated features
-  / sqrt(N - 1)). ``"auto"`` uses sqrtm when both sets have more samples than dimensions (full-rank covariances, the
+  / sqrt(N - ddof)). ``"auto"`` uses sqrtm when both sets have more samples than dimensions (full-rank covariances, the
   fid50k case) and lowrank otherwise: with N <= D (every CPU-sized run) the product is singular and sqrtm is slow
   (15-40 s at D = 2048 on 2 cores) and ill-conditioned (square roots of round-off eigenvalues), lowrank takes <1 s.
   The record names the method used.
@@ -40,20 +43,28 @@ def _as_features(x: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
     return x
 
 
-def feature_stats(features: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Float64 mean ``[D]`` and unbiased covariance ``[D, D]`` (divide by N - 1) of ``[N, D]`` features, N >= 2."""
+def _check_ddof(ddof: int) -> int:
+    if ddof not in (0, 1):
+        raise ValueError(f"ddof must be 0 (divide by N, StyleGAN) or 1 (divide by N - 1), got {ddof!r}")
+    return int(ddof)
+
+
+def feature_stats(features: np.ndarray | torch.Tensor, ddof: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Float64 mean ``[D]`` and covariance ``[D, D]`` of ``[N, D]`` features (N >= 2), divided by ``N - ddof``
+    (``ddof=0``: StyleGAN; ``1``: np.cov)."""
+    ddof = _check_ddof(ddof)
     x = _as_features(features, "features").astype(np.float64)
     if x.shape[0] < 2:
         raise ValueError(f"need at least 2 feature vectors for a covariance, got {x.shape[0]}")
     mu = x.mean(axis=0)
     xc = x - mu
-    return mu, (xc.T @ xc) / (x.shape[0] - 1)
+    return mu, (xc.T @ xc) / (x.shape[0] - ddof)
 
 
 class RunningStats:
     """Float64 running sums for mean/covariance over batches, optionally keeping the first ``keep`` features.
 
-    ``update(features [B, D])``; ``mean_cov()`` -> (mu, sigma) with the unbiased covariance; ``features`` holds the
+    ``update(features [B, D])``; ``mean_cov(ddof=0)`` -> (mu, sigma / (N - ddof)); ``features`` holds the
     kept rows (float32) for KID / precision-recall. Memory: O(D^2), independent of N (beyond the kept rows).
     """
 
@@ -86,10 +97,11 @@ class RunningStats:
         self._mean += delta * (b / n_new)
         self.n = n_new
 
-    def mean_cov(self) -> tuple[np.ndarray, np.ndarray]:
+    def mean_cov(self, ddof: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        ddof = _check_ddof(ddof)
         if self.n < 2:
             raise ValueError(f"need at least 2 feature vectors for a covariance, got {self.n}")
-        return self._mean.copy(), self._centered / (self.n - 1)
+        return self._mean.copy(), self._centered / (self.n - ddof)
 
     @property
     def features(self) -> np.ndarray:
@@ -135,14 +147,14 @@ def _trace_sqrt_eigh(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
     return float(np.sqrt(np.clip(ev, 0, None)).sum())
 
 
-def _trace_sqrt_lowrank(sigma: np.ndarray, x: np.ndarray) -> tuple[float, float]:
-    """(Tr((S X)^(1/2)), Tr(S_x)) where S_x is the unbiased covariance of the rows of ``x [n, D]``.
+def _trace_sqrt_lowrank(sigma: np.ndarray, x: np.ndarray, ddof: int) -> tuple[float, float]:
+    """(Tr((S S_x)^(1/2)), Tr(S_x)) where S_x is the covariance (divided by n - ddof) of the rows of ``x [n, D]``.
 
-    S_x = Y^T Y with Y = (x - mean) / sqrt(n - 1), so the non-zero eigenvalues of S Y^T Y are those of the small
+    S_x = Y^T Y with Y = (x - mean) / sqrt(n - ddof), so the non-zero eigenvalues of S Y^T Y are those of the small
     symmetric PSD matrix Y S Y^T ``[n, n]``: exact, and cheap when n <= D.
     """
     xc = x.astype(np.float64) - x.mean(axis=0, dtype=np.float64)
-    y = xc / np.sqrt(x.shape[0] - 1)
+    y = xc / np.sqrt(x.shape[0] - ddof)
     m = y @ sigma @ y.T
     ev = np.linalg.eigvalsh((m + m.T) / 2)
     return float(np.sqrt(np.clip(ev, 0, None)).sum()), float((y * y).sum())
@@ -180,9 +192,10 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 
 
 def fid_against_stats(mu_real: np.ndarray, sigma_real: np.ndarray, gen: np.ndarray | torch.Tensor, *,
-                      num_real: int | None = None, method: FIDMethod = "auto") -> float:
+                      num_real: int | None = None, method: FIDMethod = "auto", ddof: int = 0) -> float:
     """FID of generated features ``gen [Ng, D]`` against reference statistics (``mu_real [D]``, ``sigma_real [D, D]``,
-    e.g. from a cached ``.npz``). ``num_real`` (samples behind the statistics) only informs ``method="auto"``."""
+    e.g. from a cached ``.npz``). ``num_real`` (samples behind the statistics) only informs ``method="auto"``;
+    ``ddof``: the covariance normalization of ``gen`` (use the one ``sigma_real`` was made with)."""
     g = _as_features(gen, "gen")
     mu_r = np.asarray(mu_real, np.float64)
     sigma_r = np.asarray(sigma_real, np.float64)
@@ -194,19 +207,20 @@ def fid_against_stats(mu_real: np.ndarray, sigma_real: np.ndarray, gen: np.ndarr
     if method == "auto":
         method = auto_fid_method(num_real if num_real is not None else dim + 1, g.shape[0], dim)
     if method == "lowrank":
-        tr_covmean, tr_g = _trace_sqrt_lowrank(sigma_r, g)
+        tr_covmean, tr_g = _trace_sqrt_lowrank(sigma_r, g, _check_ddof(ddof))
         diff = mu_r - g.astype(np.float64).mean(axis=0)
         return float(diff @ diff + np.trace(sigma_r) + tr_g - 2 * tr_covmean)
-    mu_g, sigma_g = feature_stats(g)
+    mu_g, sigma_g = feature_stats(g, ddof)
     return frechet_distance(mu_r, sigma_r, mu_g, sigma_g, method=method)
 
 
 def fid_from_features(real: np.ndarray | torch.Tensor, gen: np.ndarray | torch.Tensor, *,
-                      method: FIDMethod = "auto") -> float:
+                      method: FIDMethod = "auto", ddof: int = 0) -> float:
     """FID between feature matrices ``real [Nr, D]`` and ``gen [Ng, D]`` (Nr, Ng >= 2); lower is better.
 
     ``method``: ``"sqrtm"`` (reference), ``"eigh"``, ``"lowrank"`` (exact via the smaller set's ``[n, n]``
     eigenproblem) or ``"auto"`` (sqrtm when both N > D, else lowrank; see the module docstring).
+    ``ddof``: covariances divided by N - ddof (0: StyleGAN2-ADA, the default; 1: np.cov / clean-fid).
     """
     r, g = _as_features(real, "real"), _as_features(gen, "gen")
     if r.shape[1] != g.shape[1]:
@@ -215,8 +229,8 @@ def fid_from_features(real: np.ndarray | torch.Tensor, gen: np.ndarray | torch.T
         method = "sqrtm" if min(r.shape[0], g.shape[0]) > r.shape[1] else "lowrank"
     if method == "lowrank" and r.shape[0] < g.shape[0]:
         r, g = g, r  # symmetric distance: put the smaller set on the low-rank side
-    mu_r, sigma_r = feature_stats(r)
-    return fid_against_stats(mu_r, sigma_r, g, num_real=r.shape[0], method=method)
+    mu_r, sigma_r = feature_stats(r, ddof)
+    return fid_against_stats(mu_r, sigma_r, g, num_real=r.shape[0], method=method, ddof=ddof)
 
 
 # ----------------------------------------------------------------------------------------------------------------

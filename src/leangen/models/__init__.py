@@ -4,3 +4,4 @@ from leangen.models.base import MODEL_TYPES, PretrainedModel, StyleGenerator
 
 __all__ = ["MODEL_TYPES", "PretrainedModel", "StyleGenerator"]
 from leangen.models import cips, pixelfolder  # noqa: F401
+from leangen.models import conv_translator, independent_pixels  # noqa: F401

@@ -19,7 +19,7 @@ from torch import nn
 
 from leangen.ops.mapping import MappingNetwork
 from leangen.ops.modulated import NoiseMode
-from leangen.utils.files import atomic_path
+from leangen.utils.files import atomic_path, durable_writer
 from leangen.utils.seeds import latents_for_seeds, parse_seeds
 
 CONFIG_NAME = "config.json"
@@ -27,6 +27,10 @@ WEIGHTS_NAME = "model.safetensors"
 MODEL_TYPES: dict[str, type["PretrainedModel"]] = {}
 
 M = TypeVar("M", bound="PretrainedModel")
+
+
+class ModelLoadError(ValueError):
+    """A saved model cannot be loaded: its config and weights disagree, or a file is damaged. Names file and key."""
 
 
 def register_model(model_type: str) -> Callable[[type[M]], type[M]]:
@@ -58,6 +62,9 @@ class PretrainedModel(nn.Module):
     """Base of every registered model: ``save_pretrained(dir)`` and ``from_pretrained(dir)``."""
 
     model_type: ClassVar[str] = ""
+    # What the model does, for dispatch in ``leangen.load`` users and CLI verbs: "generator" (z -> image),
+    # "likelihood" (image <-> log-probability), "translator" (label map -> image), "discriminator", "other".
+    kind: ClassVar[str] = "other"
     config: dict[str, Any]
 
     def num_params(self) -> int:
@@ -65,13 +72,15 @@ class PretrainedModel(nn.Module):
 
     def save_pretrained(self, directory: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into ``directory`` (each file replaced atomically)."""
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous().clone() for k, v in self.state_dict().items()}
-        with atomic_path(directory / WEIGHTS_NAME) as tmp:
-            save_file(state, str(tmp), metadata={"model_type": self.model_type})
+        # Serialized here and written by Python: safetensors' own file writer does not report a full disk as OSError.
+        data = save(state, metadata={"model_type": self.model_type})
+        with atomic_path(directory / WEIGHTS_NAME) as tmp, durable_writer(tmp) as f:
+            f.write(data)
         meta = {"model_type": self.model_type, "config": self.config, "leangen_version": _version()}
         if extra:
             meta.update(extra)
@@ -81,33 +90,87 @@ class PretrainedModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls: type[M], directory: str | os.PathLike, device: str | torch.device = "cpu") -> M:
-        """Rebuild a model saved by ``save_pretrained``. Raises ``ValueError`` when the folder holds another model."""
-        from safetensors.torch import load_file
+        """Rebuild a model saved by ``save_pretrained``.
 
+        Raises ``ModelLoadError`` (a ``ValueError``) naming the file and the first offending argument or tensor when
+        the folder holds another model, its config and weights disagree, or a file is damaged.
+        """
         directory = Path(directory)
         cfg_path = directory / CONFIG_NAME
         if not cfg_path.is_file():
             raise FileNotFoundError(f"{directory} is not a saved leangen model (no {CONFIG_NAME})")
         try:
             meta = json.loads(cfg_path.read_text())
-            model_type = meta["model_type"]
-        except (json.JSONDecodeError, KeyError) as e:
-            raise ValueError(f"{cfg_path} is not a leangen model config: {e}") from None
+            model_type, config = meta["model_type"], meta["config"]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+            raise ModelLoadError(f"{cfg_path} is not a leangen model config: {e}") from None
         target = MODEL_TYPES.get(model_type)
         if target is None:
-            raise ValueError(f"{directory}: unknown model type {model_type!r} (known: {', '.join(sorted(MODEL_TYPES))})")
+            raise ModelLoadError(f"{cfg_path}: unknown model type {model_type!r} "
+                                 f"(known: {', '.join(sorted(MODEL_TYPES))})")
         if cls is not PretrainedModel and not issubclass(target, cls):
-            raise ValueError(f"{directory} holds a {model_type!r} model, not a {cls.model_type or cls.__name__!r}")
-        model = target(**meta["config"])
+            raise ModelLoadError(f"{directory} holds a {model_type!r} model, not a {cls.model_type or cls.__name__!r}")
+        model = _build(target, config, cfg_path)
         weights = directory / WEIGHTS_NAME
         if not weights.is_file():
             raise FileNotFoundError(f"{directory}: missing {WEIGHTS_NAME}")
-        state = load_file(str(weights))
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ValueError(f"{weights} does not match a {model_type!r} built from its config: "
-                             f"missing {list(missing)[:5]}, unexpected {list(unexpected)[:5]}")
+        load_weights(model, weights)
         return model.to(device).eval()  # type: ignore[return-value]
+
+
+def _build(target: type[M], config: Any, cfg_path: Path) -> M:
+    """``target(**config)``, with a ``ModelLoadError`` naming the argument instead of a ``TypeError``."""
+    if not isinstance(config, dict):
+        raise ModelLoadError(f"{cfg_path}: 'config' must be an object of constructor arguments, got {config!r}")
+    params = inspect.signature(target).parameters  # follows the registry's functools.wraps to the real __init__
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    unknown = [k for k in config if k not in params and not takes_any]
+    if unknown:
+        raise ModelLoadError(f"{cfg_path}: unknown argument {unknown[0]!r} for model type {target.model_type!r}")
+    try:
+        return target(**config)
+    except (TypeError, ValueError, AssertionError) as e:  # a missing or invalid constructor argument
+        raise ModelLoadError(f"{cfg_path}: cannot build a {target.model_type!r} from it: {e}") from None
+
+
+def read_weights(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The tensors of a ``model.safetensors``; ``ModelLoadError`` when it is truncated, empty or not safetensors."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device=str(device))
+    except SafetensorError as e:
+        raise ModelLoadError(f"{path} is truncated or not a safetensors file ({e})") from None
+
+
+def check_weights(module: nn.Module, state: dict[str, torch.Tensor], source: str | os.PathLike) -> None:
+    """Raise ``ModelLoadError`` naming the first tensor of ``state`` that ``module`` lacks, misses or shapes otherwise.
+
+    Checked before ``load_state_dict``, whose error lists every mismatch of every key in one long traceback.
+    """
+    expected = module.state_dict()
+    bad = f"{source} does not match its config:"
+    for key, have in state.items():
+        want = expected.get(key)
+        if want is None:
+            raise ModelLoadError(f"{bad} tensor {key!r} is not part of the {type(module).__name__} the config "
+                                 f"builds (weights of another model?)")
+        if tuple(have.shape) != tuple(want.shape):
+            raise ModelLoadError(f"{bad} tensor {key!r} has shape {list(have.shape)}, the config builds "
+                                 f"{list(want.shape)}")
+    missing = [k for k in expected if k not in state]
+    if missing:
+        raise ModelLoadError(f"{bad} tensor {missing[0]!r} is missing ({len(missing)} of the {len(expected)} tensors "
+                             f"the config builds are absent)")
+
+
+def load_weights(module: nn.Module, path: str | os.PathLike) -> None:
+    """Read ``path`` (safetensors), check it against ``module`` and load it in place (strict)."""
+    device = next(iter(module.state_dict().values()), torch.empty(0)).device
+    state = read_weights(path, device)
+    check_weights(module, state, path)
+    module.load_state_dict(state, strict=True)
 
 
 def _version() -> str:
@@ -123,12 +186,13 @@ OutputType = Literal["pil", "pt", "np"]
 
 
 class StyleGenerator(PretrainedModel):
-    """Base of style-based generators (StyleGAN2, CIPS, PixelFolder, StyleNAT).
+    """Base of style-based generators (StyleGAN2, CIPS, PixelFolder).
 
     Subclasses build ``self.mapping`` through ``_init_mapping`` and implement ``synthesis(ws, noise_mode)`` taking
     ``ws [B, num_ws, w_dim]`` and returning images ``[B, 3, R, R]`` in [-1, 1] (not clamped).
     """
 
+    kind: ClassVar[str] = "generator"
     z_dim: int
     w_dim: int
     num_ws: int
@@ -169,15 +233,89 @@ class StyleGenerator(PretrainedModel):
             z = latents_for_seeds(seed_list[i:i + batch_size], self.z_dim).to(device)
             outs.append(self(z, truncation_psi=truncation, noise_mode=noise_mode, **synthesis_kwargs).float().cpu())
         self.train(was_training)
-        images = torch.cat(outs)
-        if output_type == "pt":
-            return images
-        arr = to_uint8(images).permute(0, 2, 3, 1).numpy()
-        if output_type == "np":
-            return arr
-        from PIL import Image
+        return convert_images(torch.cat(outs), output_type)
 
-        return [Image.fromarray(a) for a in arr]
+
+class LikelihoodModel(PretrainedModel):
+    """Base of likelihood models: exact discrete log-probabilities of ``bits``-bit images, and sampling.
+
+    Subclasses implement ``log_prob(images)`` taking uint8 ``[B, C, H, W]`` (values ``0 .. 2**bits - 1``) and
+    returning the log-likelihood of each image in nats ``[B]``, and ``sample(n, generator, temperature)`` returning
+    uint8 ``[n, C, H, W]``. ``sampling_is_cheap`` tells the trainer whether preview grids at snapshots are affordable.
+    """
+
+    kind: ClassVar[str] = "likelihood"
+    img_resolution: int
+    img_channels: int = 3
+    bits: int = 8
+    sampling_is_cheap: ClassVar[bool] = True
+
+    def log_prob(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
+        raise NotImplementedError
+
+    def bits_per_dim(self, images: torch.Tensor) -> torch.Tensor:
+        """``-log2 p(x) / (C * H * W)`` per image ``[B]`` (float64)."""
+        dims = images[0].numel()
+        return -self.log_prob(images).double() / (dims * float(np.log(2.0)))
+
+    @torch.no_grad()
+    def generate(self, seeds: int | str | Iterable[int], temperature: float = 1.0, output_type: OutputType = "pil",
+                 batch_size: int = 16) -> Any:
+        """Samples for the given seeds (one CPU ``torch.Generator`` per seed: same image at any batch size)."""
+        seed_list = parse_seeds(seeds)
+        was_training = self.training
+        self.eval()
+        outs = [self.sample(1, torch.Generator("cpu").manual_seed(int(s)), temperature=temperature).cpu()
+                for s in seed_list]
+        self.train(was_training)
+        images = torch.cat(outs)
+        scale = 255.0 / (2 ** self.bits - 1)
+        return convert_images((images.float() * scale) / 127.5 - 1, output_type)
+
+
+class Translator(PretrainedModel):
+    """Base of image-to-image translators: a label map ``int64 [B, H, W]`` (ids ``0 .. num_classes - 1``) to an image
+    ``[B, 3, H, W]`` in [-1, 1]. Subclasses implement ``forward(labels)``."""
+
+    kind: ClassVar[str] = "translator"
+    num_classes: int
+    img_resolution: int
+    img_channels: int = 3
+
+    def check_labels(self, labels: torch.Tensor) -> None:
+        """``ValueError`` for a label map of the wrong shape or with ids outside ``0 .. num_classes - 1``."""
+        if labels.dim() != 3 or labels.dtype not in (torch.int64, torch.int32, torch.uint8):
+            raise ValueError(f"label maps must be integer [B, H, W], got {labels.dtype} {tuple(labels.shape)}")
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+            raise ValueError(f"label ids must be in 0..{self.num_classes - 1}, got {int(labels.min())}.."
+                             f"{int(labels.max())}")
+
+    @torch.no_grad()
+    def translate(self, labels: torch.Tensor, output_type: OutputType = "pt", batch_size: int = 16) -> Any:
+        """Images for label maps ``[B, H, W]`` (on any device; computed where the model is)."""
+        self.check_labels(labels)
+        device = next(self.parameters()).device
+        was_training = self.training
+        self.eval()
+        outs = [self(labels[i:i + batch_size].to(device).long()).float().cpu()
+                for i in range(0, labels.shape[0], batch_size)]
+        self.train(was_training)
+        return convert_images(torch.cat(outs), output_type)
+
+
+def convert_images(images: torch.Tensor, output_type: OutputType) -> Any:
+    """Float ``[N, 3, H, W]`` in [-1, 1] -> ``pt`` (unchanged), ``np`` (uint8 ``[N, H, W, 3]``) or ``pil`` (list)."""
+    if output_type == "pt":
+        return images
+    arr = to_uint8(images).permute(0, 2, 3, 1).numpy()
+    if output_type == "np":
+        return arr
+    from PIL import Image
+
+    return [Image.fromarray(a) for a in arr]
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:

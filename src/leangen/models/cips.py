@@ -28,9 +28,9 @@ from torch import nn
 import torch.nn.functional as F
 
 from leangen.models.base import StyleGenerator, register_model
-from leangen.models.stylegan2 import stylegan2_channels
+from leangen.ops.channels import stylegan2_channels
 from leangen.ops.coords import LearnedFourierFeatures, cached_constant, coordinate_grid, eager_inference
-from leangen.ops.modulated import ConstantInput, ModulatedConv2d, NoiseInjection, NoiseMode, StyledConv, ToRGB
+from leangen.ops.modulated import ConstantInput, NoiseInjection, NoiseMode, StyledConv, ToRGB, modulated_fc_weight
 
 
 def cips_widths(resolution: int, channel_multiplier: int = 2, channel_base: int = 512,
@@ -153,23 +153,6 @@ class CIPSGenerator(StyleGenerator):
 # ------------------------------------------------------------------------------------------------------------------
 # 1x1 modulated layers on pixel-major activations
 
-def modulated_fc_weight(conv: ModulatedConv2d, w: torch.Tensor) -> torch.Tensor:
-    """Per-sample weight of a 1x1 ``ModulatedConv2d``, transposed for ``x @ W``: ``[B, in, out]``.
-
-    ``W_b[o, i] = scale * W[o, i] * s_b[i] * d_b[o]`` with styles ``s = modulation(w)`` and demodulation
-    ``d_b[o] = rsqrt(sum_i (scale * W[o, i] * s_b[i])^2 + 1e-8)`` — exactly ``ModulatedConv2d``'s math, built on the
-    small weight instead of scaling the (large) activations twice.
-    """
-    if conv.kernel_size != 1 or conv.upsample:
-        raise ValueError("modulated_fc_weight needs a 1x1 ModulatedConv2d without upsampling")
-    styles = conv.modulation(w)  # [B, in]
-    weight = conv.weight[0, :, :, 0, 0] * conv.scale  # [out, in]
-    wb = weight[None] * styles[:, None, :]
-    if conv.demodulate:
-        wb = wb * torch.rsqrt(wb.square().sum(dim=2, keepdim=True) + 1e-8)
-    return wb.transpose(1, 2)
-
-
 def _matmul(x: torch.Tensor, wt: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """``x [B or 1, N, in] @ wt [B, in, out]`` -> ``[B, N, out]`` (a shared ``x`` is broadcast over the batch)."""
     if out is None:
@@ -222,11 +205,10 @@ def _pixel_noise(inj: NoiseInjection, b: int, h: int, w: int, mode: NoiseMode, r
 # Presets
 
 def _register_presets() -> None:
-    from leangen.registry import Preset, register_preset
+    from leangen.registry import GAN_RECIPE, GAN_RECIPE_TINY, Preset, register_preset
 
-    # Official CIPS train.py: Adam 0.002, betas (0, 0.99), R1 10 every 16, no path length, no mixing; 8 GPUs x 4.
-    paper_training = dict(batch=32, lr=0.002, betas=(0.0, 0.99), r1_gamma=10.0, r1_interval=16, pl_weight=0.0,
-                          pl_interval=4, style_mixing=0.0, ema_kimg=10.0)
+    # Official CIPS train.py: GAN_RECIPE at batch 32 (8 GPUs x 4).
+    paper_training = {"batch": 32, **GAN_RECIPE}
     paper = {
         256: dict(params_m=44.32, gmacs=223.36, throughput=11.005, throughput_unit="im/s",
                   source="PixelFolder (ECCV 2022) Table 1"),
@@ -249,7 +231,7 @@ def _register_presets() -> None:
         name="cips-tiny32", family="cips", task="unconditional", resolution=32, objective="gan",
         components={"G": ("cips-generator", cfg),
                     "D": ("stylegan2-discriminator", dict(resolution=32, channel_base=64, max_channels=64))},
-        training=dict(paper_training, batch=16, r1_gamma=0.05, ema_kimg=2.0, diffaugment="color,translation"),
+        training=dict(GAN_RECIPE_TINY, r1_gamma=0.05),
         description="small CIPS-skip for CPU training at 32x32"))
 
 

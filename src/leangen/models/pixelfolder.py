@@ -39,12 +39,11 @@ from torch import nn
 import torch.nn.functional as F
 
 from leangen.models.base import StyleGenerator, register_model
-from leangen.models.cips import modulated_fc_weight
-from leangen.models.discriminators import ConvLayer
-from leangen.models.stylegan2 import stylegan2_channels
+from leangen.ops.channels import stylegan2_channels
+from leangen.ops.conv_layer import ConvLayer
 from leangen.ops.coords import LearnedFourierFeatures, cached_constant, coordinate_grid, eager_inference
 from leangen.ops.fold import fold2x, unfold2x
-from leangen.ops.modulated import ConstantInput, NoiseInjection, NoiseMode, StyledConv, ToRGB
+from leangen.ops.modulated import ConstantInput, NoiseInjection, NoiseMode, StyledConv, ToRGB, modulated_fc_weight
 
 FOLDS_PER_STAGE = 2  # each stage starts 2 folds (4x) below its output resolution
 
@@ -222,11 +221,10 @@ def _noise(inj: NoiseInjection, y: torch.Tensor, mode: NoiseMode) -> torch.Tenso
 # Presets
 
 def _register_presets() -> None:
-    from leangen.registry import Preset, register_preset
+    from leangen.registry import GAN_RECIPE, GAN_RECIPE_TINY, Preset, register_preset
 
-    # Official train.py / train.sh: Adam 0.002, betas (0, 0.99), R1 10 every 16, no path length, no mixing, 8 x 8.
-    paper_training = dict(batch=64, lr=0.002, betas=(0.0, 0.99), r1_gamma=10.0, r1_interval=16, pl_weight=0.0,
-                          pl_interval=4, style_mixing=0.0, ema_kimg=10.0)
+    # Official train.py / train.sh: GAN_RECIPE at batch 64 (8 GPUs x 8).
+    paper_training = {"batch": 64, **GAN_RECIPE}
     paper = {
         256: dict(params_m=20.84, gmacs=23.78, throughput=77.735, throughput_unit="im/s",
                   source="PixelFolder (ECCV 2022) Table 1"),
@@ -251,8 +249,7 @@ def _register_presets() -> None:
             objective="gan",
             components={"G": ("pixelfolder-generator", cfg),
                         "D": ("stylegan2-discriminator", dict(resolution=res, channel_base=64, max_channels=64))},
-            training=dict(paper_training, batch=16, r1_gamma=0.05 if res == 32 else 0.1, ema_kimg=2.0,
-                          diffaugment="color,translation"),
+            training=dict(GAN_RECIPE_TINY, r1_gamma=0.05 if res == 32 else 0.1),
             description=f"small PixelFolder for CPU training at {res}x{res} (2 stages)"))
 
 

@@ -13,17 +13,8 @@ import torch
 from torch import nn
 
 from leangen.models.base import StyleGenerator, register_model
+from leangen.ops.channels import stylegan2_channels
 from leangen.ops.modulated import ConstantInput, NoiseMode, StyledConv, ToRGB
-
-
-def stylegan2_channels(channel_multiplier: int = 2, channel_base: int = 512, max_channels: int = 512) -> dict[int, int]:
-    """Channels per resolution: 512 up to 32, then halving (times the multiplier): 64:256*cm, 128:128*cm, ..."""
-    table = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * channel_multiplier, 128: 128 * channel_multiplier,
-             256: 64 * channel_multiplier, 512: 32 * channel_multiplier, 1024: 16 * channel_multiplier}
-    if channel_base == 512 and max_channels == 512:
-        return table
-    scale = channel_base / 512  # tiny presets shrink every width by the same factor
-    return {r: max(8, min(max_channels, int(c * scale))) for r, c in table.items()}
 
 
 @register_model("stylegan2-generator")
@@ -71,10 +62,8 @@ class StyleGAN2Generator(StyleGenerator):
 # Presets
 
 def _register_presets() -> None:
-    from leangen.registry import Preset, register_preset
+    from leangen.registry import GAN_RECIPE, GAN_RECIPE_TINY, Preset, register_preset
 
-    gan_defaults = dict(batch=16, lr=0.002, betas=(0.0, 0.99), r1_gamma=10.0, r1_interval=16, pl_weight=0.0,
-                        pl_interval=4, style_mixing=0.0, ema_kimg=10.0)
     paper = {256: dict(params_m=30.03, gmacs=83.77, throughput=44.133, throughput_unit="im/s",
                        gmacs_convention="upsampling convs at output resolution",
                        source="PixelFolder (ECCV 2022) Table 1"),
@@ -85,7 +74,7 @@ def _register_presets() -> None:
         register_preset(Preset(
             name=f"stylegan2-{res}", family="stylegan2", task="unconditional", resolution=res, objective="gan",
             components={"G": ("stylegan2-generator", cfg), "D": ("stylegan2-discriminator", cfg)},
-            training=dict(gan_defaults, batch=64 if res == 256 else 32), paper=paper[res],
+            training={"batch": 64 if res == 256 else 32, **GAN_RECIPE}, paper=paper[res],
             description=f"StyleGAN2 config F, channel multiplier 2, {res}x{res} (reference configuration)"))
     # Tiny CPU presets: every width divided by 8 (64 at 4..32 px), 4 mapping layers, z/w 128.
     for res in (32, 64):
@@ -95,9 +84,15 @@ def _register_presets() -> None:
         register_preset(Preset(
             name=f"stylegan2-tiny{res}", family="stylegan2", task="unconditional", resolution=res, objective="gan",
             components={"G": ("stylegan2-generator", cfg), "D": ("stylegan2-discriminator", dcfg)},
-            training=dict(gan_defaults, batch=16, r1_gamma=0.05 if res == 32 else 0.1, ema_kimg=2.0,
-                          diffaugment="color,translation"),
+            training=dict(GAN_RECIPE_TINY, r1_gamma=0.05 if res == 32 else 0.1),
             description=f"small StyleGAN2 for CPU training at {res}x{res}"))
+        # A student at half the tiny widths, distilled from a trained tiny teacher (``--hparam teacher=RUN``).
+        register_preset(Preset(
+            name=f"stylegan2-tiny{res}-student", family="stylegan2", task="unconditional", resolution=res,
+            objective="distill",
+            components={"G": ("stylegan2-generator", dict(cfg, channel_base=32, max_channels=32))},
+            training=dict(batch=16, lr=0.002, ema_kimg=2.0, output_weight=1.0),
+            description=f"half-width StyleGAN2 student for distillation from stylegan2-tiny{res} at {res}x{res}"))
 
 
 _register_presets()

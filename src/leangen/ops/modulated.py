@@ -1,5 +1,8 @@
 """Style modulation blocks: modulated conv with demodulation, noise injection, styled conv and skip ToRGB.
 
+``modulated_fc_weight`` builds the per-sample weight of a 1x1 modulated conv, so per-pixel (1x1) layers can run as one
+matrix product per sample on pixel-major activations instead of a conv.
+
 ``ModulatedConv2d`` has two numerically equivalent paths:
 
 - ``"scaled"`` (default): scale the *input* channels by the style, run one ordinary (shared-weight) conv, then scale
@@ -84,6 +87,23 @@ class ModulatedConv2d(nn.Module):
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"demodulate={self.demodulate}, upsample={self.upsample}, impl={self.impl}")
+
+
+def modulated_fc_weight(conv: ModulatedConv2d, w: torch.Tensor) -> torch.Tensor:
+    """Per-sample weight of a 1x1 ``ModulatedConv2d``, transposed for ``x @ W``: ``[B, in, out]``.
+
+    ``W_b[o, i] = scale * W[o, i] * s_b[i] * d_b[o]`` with styles ``s = modulation(w)`` and demodulation
+    ``d_b[o] = rsqrt(sum_i (scale * W[o, i] * s_b[i])^2 + 1e-8)`` — exactly ``ModulatedConv2d``'s math, built on the
+    small weight instead of scaling the (large) activations twice.
+    """
+    if conv.kernel_size != 1 or conv.upsample:
+        raise ValueError("modulated_fc_weight needs a 1x1 ModulatedConv2d without upsampling")
+    styles = conv.modulation(w)  # [B, in]
+    weight = conv.weight[0, :, :, 0, 0] * conv.scale  # [out, in]
+    wb = weight[None] * styles[:, None, :]
+    if conv.demodulate:
+        wb = wb * torch.rsqrt(wb.square().sum(dim=2, keepdim=True) + 1e-8)
+    return wb.transpose(1, 2)
 
 
 class NoiseInjection(nn.Module):

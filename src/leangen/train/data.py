@@ -1,6 +1,7 @@
 """The training data stream: infinite, shuffled, sharded over ranks and resumable to the exact sample.
 
-The order is a pure function of ``(seed, epoch)`` (``DistributedSampler``'s permutation, one shard per rank), so
+It yields ``leangen.data.batch.Batch`` records (uint8 images, plus label maps for paired data); ``--mirror`` flips
+image and label map together. The order is a pure function of ``(seed, epoch)`` (``DistributedSampler``'s permutation, one shard per rank), so
 the stream's whole state is one integer: how many samples this rank has consumed (``position``). A resumed run
 rebuilds the stream at that position and sees the same images in the same order as an uninterrupted run.
 """
@@ -11,14 +12,11 @@ from typing import Any, Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-
-def _image(item: Any) -> torch.Tensor:
-    """Dataset items may be images or ``(image, label)`` tuples; training here is unconditional."""
-    return item[0] if isinstance(item, (tuple, list)) else item
+from leangen.data.batch import Batch, collate
 
 
 class _Indexed(Dataset):
-    """Index ``i >= N`` is image ``i - N`` mirrored (``--mirror``), the StyleGAN x-flip convention."""
+    """Index ``i >= N`` is item ``i - N`` mirrored (``--mirror``), the StyleGAN x-flip convention."""
 
     def __init__(self, dataset: Dataset):
         self.dataset = dataset
@@ -27,17 +25,22 @@ class _Indexed(Dataset):
     def __len__(self) -> int:
         return self.n
 
-    def __getitem__(self, i: int) -> torch.Tensor:
-        img = _image(self.dataset[i % self.n])
-        return img.flip(-1) if i >= self.n else img
+    def __getitem__(self, i: int) -> Batch:
+        one = collate([self.dataset[i % self.n]])
+        return one.flip_where(torch.tensor([i >= self.n]))
+
+
+def _cat(batches: list[Batch]) -> Batch:
+    cond = None if batches[0].condition is None else torch.cat([b.condition for b in batches])  # type: ignore[misc]
+    return Batch(torch.cat([b.image for b in batches]), cond)
 
 
 class BatchStream:
-    """This rank's batches as float ``[B, C, H, W]`` in [-1, 1] on ``device``, forever.
+    """This rank's batches as ``Batch`` records on ``device``, forever.
 
     Args:
-        dataset: items are uint8 ``[C, H, W]`` tensors (or ``(image, label)``); ``get_batch(indices)`` is used
-            when the dataset has it (one gather from memory instead of B item calls).
+        dataset: items as ``leangen.data.batch`` describes (images, ``(image, label)`` or paired dicts);
+            ``get_batch(indices)`` is used when the dataset has it (one gather from memory instead of B item calls).
         batch: images per rank per step.
         seed, rank, world_size: the permutation of epoch ``e`` is ``DistributedSampler(seed=seed).set_epoch(e)``,
             sharded by rank.
@@ -62,12 +65,12 @@ class BatchStream:
         self.shard_len = self._sampler.num_samples
         self.position = int(position)
         self._epoch_cache: tuple[int, list[int]] | None = None
-        self._loader_iter: Iterator[torch.Tensor] | None = None
+        self._loader_iter: Iterator[Batch] | None = None
         if workers > 0:
             # A private generator: DataLoader would otherwise draw its worker base seed from the global RNG,
             # which would make a resumed run's RNG stream differ from an uninterrupted one.
             loader = DataLoader(_Indexed(dataset), batch_sampler=self._index_batches(self.position),  # type: ignore[arg-type]
-                                num_workers=workers, collate_fn=torch.stack, generator=torch.Generator(),
+                                num_workers=workers, collate_fn=_cat, generator=torch.Generator(),
                                 pin_memory=self.device.type == "cuda", persistent_workers=True)
             self._loader_iter = iter(loader)
 
@@ -95,30 +98,24 @@ class BatchStream:
             yield self._indices_at(position)
             position += self.batch
 
-    def _load(self, indices: list[int]) -> torch.Tensor:
+    def _load(self, indices: list[int]) -> Batch:
         idx = torch.tensor(indices, dtype=torch.long)
         raw, flip = idx % self.n, idx >= self.n
         if hasattr(self.dataset, "get_batch"):
-            images = self.dataset.get_batch(raw)  # type: ignore[attr-defined]
+            batch = collate(self.dataset.get_batch(raw))  # type: ignore[attr-defined]
         else:
-            images = torch.stack([_image(self.dataset[int(i)]) for i in raw])
-        if bool(flip.any()):
-            images = images.clone()
-            images[flip] = images[flip].flip(-1)
-        return images
+            batch = collate([self.dataset[int(i)] for i in raw])
+        return batch.flip_where(flip)
 
-    def next_uint8(self) -> torch.Tensor:
-        """The next batch as stored (uint8, CPU) and advance the position."""
+    def next_cpu(self) -> Batch:
+        """The next batch as stored (CPU) and advance the position."""
         if self._loader_iter is not None:
-            images = next(self._loader_iter)
+            batch = next(self._loader_iter)
         else:
-            images = self._load(self._indices_at(self.position))
+            batch = self._load(self._indices_at(self.position))
         self.position += self.batch
-        return images
+        return batch
 
-    def next(self) -> torch.Tensor:
-        """The next batch as float in [-1, 1] on the device."""
-        images = self.next_uint8().to(self.device, non_blocking=True)
-        if images.dtype == torch.uint8:
-            return images.to(torch.float32) / 127.5 - 1
-        return images.to(torch.float32)  # float datasets are taken to be in [-1, 1] already
+    def next(self) -> Batch:
+        """The next batch on the device (images stay uint8: ``batch.image_float`` gives [-1, 1])."""
+        return self.next_cpu().to(self.device, non_blocking=True)

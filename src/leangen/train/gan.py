@@ -15,42 +15,28 @@ StyleGAN2's recipe, written from the papers (Karras et al. 2020; Zhao et al. 202
 - optional DiffAugment on everything D sees.
 
 Only the ``StyleGenerator`` interface is used (``map``, ``synthesis``, ``num_ws``, ``z_dim``), never a family.
+The losses and the lazy Adam live in ``leangen.train.losses`` (shared with the other adversarial objectives).
 """
 from __future__ import annotations
 
 import copy
 import math
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from leangen.train.augment import DiffAugment
-from leangen.train.objective import Objective
+from leangen.train.losses import d_loss, g_loss, lazy_adam, r1_penalty
+from leangen.train.objective import Objective, build_component
+
+__all__ = ["GANObjective", "build_component", "lazy_adam"]
 
 if TYPE_CHECKING:
+    from leangen.data.batch import Batch
     from leangen.registry import Preset
     from leangen.train.loop import Runtime
     from leangen.train.options import TrainOptions
-
-
-def build_component(preset: "Preset", role: str, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> nn.Module:
-    """Build component ``role`` of ``preset`` with constructor ``overrides[role]`` applied (tiny test models)."""
-    from leangen.models.base import MODEL_TYPES
-
-    model_type, kwargs = preset.components[role]
-    kwargs = {**kwargs, **dict((overrides or {}).get(role, {}))}
-    try:
-        return MODEL_TYPES[model_type](**kwargs)
-    except TypeError as e:
-        raise ValueError(f"cannot build {role} ({model_type}) of preset {preset.name!r}: {e}") from None
-
-
-def lazy_adam(params: Any, lr: float, betas: Sequence[float], interval: int) -> torch.optim.Adam:
-    """Adam whose lr and betas are scaled for lazy regularization every ``interval`` steps."""
-    c = interval / (interval + 1) if interval and interval > 1 else 1.0
-    return torch.optim.Adam(params, lr=lr * c, betas=(betas[0] ** c, betas[1] ** c), eps=1e-8)
 
 
 class GANObjective(Objective):
@@ -143,9 +129,10 @@ class GANObjective(Objective):
         opt.step()
 
     # -- one training step ------------------------------------------------------------------------------------------
-    def train_step(self, batch: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+    def train_step(self, batch: "Batch", step: int) -> dict[str, torch.Tensor]:
         G, D, rt = self.G, self.D, self.rt
-        n = batch.shape[0]
+        reals = batch.image_float
+        n = reals.shape[0]
         stats: dict[str, torch.Tensor] = {}
 
         # G main: fool D. Only G's parameters need gradients.
@@ -154,7 +141,7 @@ class GANObjective(Objective):
         with rt.autocast():
             fake = G.synthesis(self._ws(self._latents(n), update_w_avg=True))
             logits = D(self.augment(fake)).float()
-        loss_G = F.softplus(-logits).mean()
+        loss_G = g_loss("nonsat", logits)
         self._step(self.opt_G, G, loss_G)
         stats["loss_G"] = loss_G.detach()
 
@@ -182,8 +169,8 @@ class GANObjective(Objective):
             fake = G.synthesis(self._ws(self._latents(n)))
         with rt.autocast():
             logits_fake = D(self.augment(fake)).float()
-            logits_real = D(self.augment(batch)).float()
-        loss_D = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
+            logits_real = D(self.augment(reals)).float()
+        loss_D = d_loss("nonsat", logits_real, logits_fake)
         self._step(self.opt_D, D, loss_D)
         stats["loss_D"] = loss_D.detach()
         stats["D_real"] = logits_real.detach().mean()
@@ -191,11 +178,10 @@ class GANObjective(Objective):
 
         # D reg: R1 on reals, lazily (gradient w.r.t. the un-augmented image, as in StyleGAN2-ADA).
         if self.r1_gamma > 0 and step % self.r1_interval == 0:
-            real = batch.detach().requires_grad_(True)
+            real = reals.detach().requires_grad_(True)
             with rt.autocast():
                 logits = D(self.augment(real)).float()
-            (grad,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
-            penalty = grad.float().square().sum(dim=(1, 2, 3)).mean()
+            penalty = r1_penalty(logits, real)
             self._step(self.opt_D, D, penalty * (self.r1_gamma / 2) * self.r1_interval)
             stats["r1_penalty"] = penalty.detach()
         G.requires_grad_(True)
@@ -203,8 +189,5 @@ class GANObjective(Objective):
 
     # -- outputs ----------------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, seeds: Sequence[int]) -> torch.Tensor:
-        return self.G_ema.generate(list(seeds), noise_mode="const", output_type="pt")
-
-    def eval_model(self) -> nn.Module:
-        return self.G_ema
+    def preview(self, inputs: Mapping[str, Any]) -> torch.Tensor:
+        return self.G_ema.generate(list(inputs["seeds"]), noise_mode="const", output_type="pt")

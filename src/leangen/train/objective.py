@@ -1,32 +1,37 @@
 """The contract between the training loop and what it trains.
 
 The loop (``leangen.train.loop``) owns everything that is the same for every model: devices, AMP, distributed
-processes, the data iterator, EMA, step/kimg counting, ticks, logging, sample grids, snapshots and resume. An
-*objective* owns what differs: which networks exist, their optimizers and the losses of one training step.
-``gan`` is the first objective; likelihood, translation and distillation objectives plug in the same way and are
-looked up by the preset's ``objective`` field (``OBJECTIVES`` below).
+processes, the data stream, EMA, step/kimg counting, ticks, logging, sample grids, snapshots and resume. A *task*
+(``leangen.tasks``) owns the data: splits, the batch record, preview inputs. An *objective* owns what differs in
+training: which networks exist and in which role, their optimizers and the losses of one step. It is looked up by
+the preset's ``objective`` field (``OBJECTIVES`` below).
 
 Life cycle, as the loop drives it::
 
     obj = ObjectiveClass()
     obj.build(preset, runtime, options)          # networks (seeded identically on every rank), optimizers
-    [loop loads a snapshot into obj.modules(), obj.optimizers(), obj.load_state_dict(...)]
+    [loop loads a snapshot into the trained/EMA modules, the optimizers, obj.load_state_dict(...)]
     for step in ...:
         stats = obj.train_step(batch, step)      # all phases of one step; grads synced through runtime
         [loop: EMA of obj.ema_pairs(), counters, logs]
-    obj.sample(seeds)                            # images for the sample grids
-    obj.eval_model()                             # the network metrics are computed on
+    obj.preview(inputs)                          # images for the sample grids (None: too slow to sample)
+    obj.eval_model()                             # the module users load and metrics evaluate (``entry``)
+
+Module roles: ``trained`` (optimized, saved at every snapshot), ``ema`` (an EMA of a trained module, saved) and
+``frozen`` (a reference loaded from a path, e.g. a distillation teacher: snapshots record its path and checksum
+instead of rewriting it, and resume loads it from there again).
 """
 from __future__ import annotations
 
 import abc
 import importlib
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 import torch
 from torch import nn
 
 if TYPE_CHECKING:
+    from leangen.data.batch import Batch
     from leangen.registry import Preset
     from leangen.train.loop import Runtime
     from leangen.train.options import TrainOptions
@@ -34,35 +39,61 @@ if TYPE_CHECKING:
 # objective name (the preset's ``objective`` field) -> "module:Class", imported only when used.
 OBJECTIVES: dict[str, str] = {
     "gan": "leangen.train.gan:GANObjective",
+    "likelihood": "leangen.train.likelihood:LikelihoodObjective",
+    "paired_gan": "leangen.train.paired:PairedGANObjective",
+    "distill": "leangen.train.distill:DistillObjective",
 }
+ROLES = ("trained", "ema", "frozen")
+
+
+def build_component(preset: "Preset", role: str, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> nn.Module:
+    """Build component ``role`` of ``preset`` with constructor ``overrides[role]`` applied (tiny test models)."""
+    from leangen.models.base import MODEL_TYPES
+
+    if role not in preset.components:
+        raise ValueError(f"preset {preset.name!r} has no component {role!r} (has {', '.join(preset.components)})")
+    model_type, kwargs = preset.components[role]
+    kwargs = {**kwargs, **dict((overrides or {}).get(role, {}))}
+    try:
+        return MODEL_TYPES[model_type](**kwargs)
+    except TypeError as e:
+        raise ValueError(f"cannot build {role} ({model_type}) of preset {preset.name!r}: {e}") from None
 
 
 class Objective(abc.ABC):
-    """What the loop trains. Subclasses implement ``build``, ``modules``, ``optimizers``, ``train_step``, ``sample``.
+    """What the loop trains. Subclasses implement ``build``, ``modules``, ``optimizers``, ``train_step``,
+    ``preview``.
 
     Class attributes:
         name: the objective's name (matches ``Preset.objective``).
-        hparams: objective hyper-parameters and their defaults. The preset's ``training`` dict and the command
-            line override them; the resolved values arrive as ``options.hparams``. Unknown keys are an error.
+        hparams: hyper-parameters and their defaults. The preset's ``training`` dict, ``--hparam KEY=VALUE`` and
+            the resumed run override them; the resolved values arrive as ``options.hparams``. Unknown keys are an
+            error.
+        entry: the module users load (``leangen.load(run)``) and metrics evaluate.
 
     Methods (see each docstring):
         build(preset, runtime, options)  create networks and optimizers on ``runtime.device``.
-        modules() -> {name: PretrainedModel}  every network to checkpoint; each is written with ``save_pretrained``
-            into ``<snapshot>/<name>/`` (so ``leangen.load(snapshot)`` finds ``G_ema``).
+        modules() -> {name: PretrainedModel}  every network, whatever its role.
+        roles() -> {name: "trained" | "ema" | "frozen"}  default: EMA targets are "ema", ``frozen_sources()``
+            are "frozen", the rest "trained".
+        frozen_sources() -> {name: path}  where each frozen module was loaded from (recorded in snapshots).
         optimizers() -> {name: Optimizer}  their states go into ``training_state.pt``.
         ema_pairs() -> {target: source}  modules the loop keeps as an EMA of another (``{"G_ema": "G"}``).
         train_step(batch, step) -> {stat: scalar tensor}  one full step (all phases); ``batch`` is this rank's
-            float images in [-1, 1] on the device; ``step`` counts optimizer steps from 0 (for lazy
-            regularization). Values are detached 0-dim tensors (the loop syncs them once per step and stops on a
-            non-finite one).
-        state_dict() / load_state_dict(d)  extra state (running means, augmentation probability...): tensors,
-            numbers, strings, lists and dicts only, so ``torch.load(weights_only=True)`` reads it back.
-        sample(seeds) -> images ``[N, 3, H, W]`` in [-1, 1] on the CPU, deterministic per seed (sample grids).
-        eval_model() -> the network metrics evaluate (``G_ema`` for GANs).
+            ``leangen.data.batch.Batch`` on the device (uint8 images: use ``batch.image_float`` for [-1, 1]);
+            ``step`` counts optimizer steps from 0. Values are detached 0-dim tensors (the loop syncs them once per
+            step and stops on a non-finite one).
+        state_dict() / load_state_dict(d)  extra state (running means...): tensors, numbers, strings, lists and
+            dicts only, so ``torch.load(weights_only=True)`` reads it back.
+        preview(inputs) -> images ``[N, 3, H, W]`` in [-1, 1] on the CPU for the task's preview inputs
+            (``{"seeds": [...]}`` or ``{"batch": Batch}``), deterministic; None when sampling is too slow.
+        eval_model() -> the ``entry`` module.
+        metric_kwargs() -> extra arguments of ``calc_metrics`` (e.g. ``{"teacher": module}``).
     """
 
     name: ClassVar[str] = ""
     hparams: ClassVar[Mapping[str, Any]] = {}
+    entry: ClassVar[str] = "G_ema"
 
     @abc.abstractmethod
     def build(self, preset: "Preset", runtime: "Runtime", options: "TrainOptions") -> None:
@@ -80,8 +111,21 @@ class Objective(abc.ABC):
         """``{ema_module: source_module}``; the loop updates each target as an EMA of its source after every step."""
         return {}
 
+    def frozen_sources(self) -> dict[str, str]:
+        """``{module: path it was loaded from}`` for frozen reference modules (default: none)."""
+        return {}
+
+    def roles(self) -> dict[str, str]:
+        """The role of every module: ``trained``, ``ema`` or ``frozen``."""
+        ema, frozen = self.ema_pairs(), self.frozen_sources()
+        return {name: "ema" if name in ema else "frozen" if name in frozen else "trained" for name in self.modules()}
+
+    def metric_kwargs(self) -> dict[str, Any]:
+        """Extra keyword arguments for ``calc_metrics`` (default: none)."""
+        return {}
+
     @abc.abstractmethod
-    def train_step(self, batch: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+    def train_step(self, batch: "Batch", step: int) -> dict[str, torch.Tensor]:
         """Run one training step (every phase) and return detached scalar statistics."""
 
     def state_dict(self) -> dict[str, Any]:
@@ -92,13 +136,12 @@ class Objective(abc.ABC):
         """Restore what ``state_dict`` returned."""
 
     @abc.abstractmethod
-    def sample(self, seeds: Sequence[int]) -> torch.Tensor:
-        """Deterministic images for ``seeds`` as float ``[N, 3, H, W]`` in [-1, 1] on the CPU."""
+    def preview(self, inputs: Mapping[str, Any]) -> torch.Tensor | None:
+        """Deterministic images for the preview inputs as float ``[N, 3, H, W]`` in [-1, 1] on the CPU, or None."""
 
     def eval_model(self) -> nn.Module:
-        """The network that metrics evaluate (default: ``G_ema`` if present, else ``G``)."""
-        mods = self.modules()
-        return mods["G_ema"] if "G_ema" in mods else mods["G"]
+        """The module users load and metrics evaluate: ``modules()[entry]``."""
+        return self.modules()[self.entry]
 
 
 def get_objective(name: str) -> type[Objective]:

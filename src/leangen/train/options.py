@@ -32,7 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "grid": 64,
 }
 # Preset ``training`` keys that configure the loop; every other key is an objective hyper-parameter.
-LOOP_KEYS = ("batch", "ema_kimg", "ema_rampup", "kimg", "mirror", "tick", "snap")
+LOOP_KEYS = tuple(DEFAULTS) + ("steps",)
 
 
 @dataclass
@@ -40,7 +40,8 @@ class TrainOptions:
     """Everything ``leangen train`` accepts. ``None`` means "not set": filled by ``resolve_options``."""
 
     preset: str | None = None            # model preset name (``leangen models``)
-    data: str | None = None              # dataset: zip, folder or built-in name (``openmoji``)
+    data: str | None = None              # dataset: zip, folder or built-in name (``openmoji``); stored resolved
+    data_arg: str | None = None          # ``data`` as the user wrote it (a relative path stays readable)
     outdir: str | None = None            # parent of run directories
     kimg: float | None = None            # training length in thousands of real images shown
     steps: int | None = None             # ... or in optimizer steps (exclusive with kimg)
@@ -113,8 +114,19 @@ def resolve_options(opts: TrainOptions, stored: dict[str, Any] | None = None) ->
     out.data = opts.data or stored.get("data")
     if out.data is None:
         raise ValueError("--data is required (a dataset zip, an image folder or a built-in name such as openmoji)")
+    if opts.data:
+        # A path is stored absolute, so resuming from another working directory finds the data again.
+        out.data_arg = opts.data
+        path = Path(opts.data).expanduser()
+        if path.exists():
+            out.data = str(path.resolve())
+    else:
+        out.data_arg = stored.get("data_arg") or out.data
+
+    from leangen.tasks import get_task
 
     training = dict(preset.training)
+    task_defaults = {"metrics": list(get_task(preset.task).default_metrics)}
     for name in DEFAULTS:
         if getattr(out, name) is not None:
             continue
@@ -122,6 +134,8 @@ def resolve_options(opts: TrainOptions, stored: dict[str, Any] | None = None) ->
             value = stored[name]
         elif name in training:
             value = training[name]
+        elif name in task_defaults:
+            value = task_defaults[name]
         else:
             value = DEFAULTS[name]
         setattr(out, name, value)
@@ -140,6 +154,9 @@ def resolve_options(opts: TrainOptions, stored: dict[str, Any] | None = None) ->
         for k, v in source.items():
             if k in LOOP_KEYS and source is training:
                 continue
+            if k in LOOP_KEYS:
+                raise ValueError(f"{k!r} in {where} is a training-loop option, not an objective hyper-parameter; "
+                                 f"use --{k.replace('_', '-')}")
             if k not in known:
                 raise ValueError(f"unknown {objective.name} hyper-parameter {k!r} in {where} "
                                  f"(known: {', '.join(sorted(known))})")
@@ -189,6 +206,20 @@ def _validate(o: TrainOptions) -> None:
     for ok, msg in checks:
         if not ok:
             raise ValueError(msg)
+
+
+def parse_hparam(text: str) -> tuple[str, Any]:
+    """``"lr=0.001"`` -> ``("lr", 0.001)``; the value is JSON if it parses (numbers, lists, true/false), else a
+    string."""
+    m = re.fullmatch(r"\s*([A-Za-z_]\w*)\s*=\s*(.*)", text)
+    if not m:
+        raise ValueError(f"bad --hparam {text!r}: expected KEY=VALUE, e.g. lr=0.001 or betas=[0,0.99]")
+    key, raw = m.groups()
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key, value
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:

@@ -13,6 +13,36 @@ from typing import Any, Sequence
 from leangen.utils.files import atomic_path
 
 
+def read_stats(path: Path) -> tuple[list[dict[str, Any]], str | None]:
+    """Rows of ``stats.jsonl`` and a note when a torn last line was dropped.
+
+    A crash or a full disk can leave the last row half written; that row is cut from the file (so the next append
+    starts on a clean line) and the note says so. A bad row anywhere else is real damage: ``ValueError`` naming it.
+    """
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    rows: list[dict[str, Any]] = []
+    last = max((n for n, line in enumerate(lines, 1) if line.strip()), default=0)
+    offset = 0  # byte position of the current line
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except ValueError as e:
+                if number != last:
+                    raise ValueError(f"{path}: line {number} is not valid JSON ({e}); fix or delete that line "
+                                     f"to resume") from None
+                with open(path, "r+b") as f:
+                    f.truncate(offset)
+                return rows, (f"dropped the half-written last line of {path} ({len(line)} bytes, from a crash or a "
+                              f"full disk)")
+        offset += len(line) + 1
+    if data and not data.endswith(b"\n"):  # a complete row whose newline was not written: finish the line
+        with open(path, "ab") as f:
+            f.write(b"\n")
+    return rows, None
+
+
 class Reporter:
     """Rank 0's outputs. ``run_dir=None`` prints only (no files)."""
 
@@ -30,7 +60,9 @@ class Reporter:
         self._log = open(run_dir / "log.txt", "a", buffering=1, encoding="utf-8")
         stats = run_dir / "stats.jsonl"
         if stats.is_file():
-            self.history = [json.loads(line) for line in stats.read_text().splitlines() if line.strip()]
+            self.history, note = read_stats(stats)
+            if note:
+                self.log(f"note: {note}")
         try:
             from torch.utils.tensorboard import SummaryWriter
 

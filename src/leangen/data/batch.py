@@ -1,0 +1,85 @@
+"""The batch record every objective receives, and how dataset items become one.
+
+Dataset items come in three shapes, all accepted everywhere:
+
+- a uint8 image tensor ``[C, H, W]`` (unconditional and likelihood data);
+- a tuple ``(image, label)`` (class-labelled image datasets; the label is not used by the trainer yet);
+- a dict ``{"image": uint8 [C, H, W], "condition": int64 [H, W]}`` (paired data: label map -> photo).
+
+Images stay uint8 until an objective asks for floats: a likelihood model needs the exact integer values, a GAN
+wants ``[-1, 1]``. Float image datasets (tests, in-memory tensors) are taken to be in ``[-1, 1]`` already.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+
+@dataclass
+class Batch:
+    """One batch. ``image``: uint8 ``[B, C, H, W]`` in 0..255 (or float in [-1, 1]); ``condition``: int64 label
+    map ``[B, H, W]`` for paired data, else None."""
+
+    image: torch.Tensor
+    condition: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.image.shape[0])
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
+        cond = None if self.condition is None else self.condition.to(device, non_blocking=non_blocking)
+        return Batch(self.image.to(device, non_blocking=non_blocking), cond)
+
+    @property
+    def image_float(self) -> torch.Tensor:
+        """``image`` as float32 in [-1, 1]."""
+        if self.image.dtype == torch.uint8:
+            return self.image.to(torch.float32) / 127.5 - 1
+        return self.image.to(torch.float32)
+
+    @property
+    def image_uint8(self) -> torch.Tensor:
+        """``image`` as uint8 in 0..255 (float images quantized as saved PNGs are)."""
+        if self.image.dtype == torch.uint8:
+            return self.image
+        return (self.image.float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+
+    def flip_where(self, mask: torch.Tensor) -> "Batch":
+        """Mirror (x-flip) the items where ``mask [B]`` is true: image and label map together."""
+        if not bool(mask.any()):
+            return self
+        image = self.image.clone()
+        image[mask] = image[mask].flip(-1)
+        cond = self.condition
+        if cond is not None:
+            cond = cond.clone()
+            cond[mask] = cond[mask].flip(-1)
+        return Batch(image, cond)
+
+    def select(self, index: slice | torch.Tensor) -> "Batch":
+        return Batch(self.image[index], None if self.condition is None else self.condition[index])
+
+
+def item_image(item: Any) -> torch.Tensor:
+    """The image of one dataset item, whatever its shape (see the module docstring)."""
+    if isinstance(item, dict):
+        return item["image"]
+    return item[0] if isinstance(item, (tuple, list)) else item
+
+
+def collate(items: Sequence[Any] | Any) -> Batch:
+    """Items (or a ``get_batch`` result: a stacked tensor, a tuple or a dict) -> ``Batch``."""
+    if isinstance(items, torch.Tensor):
+        return Batch(items)
+    if isinstance(items, dict):
+        return Batch(items["image"], items.get("condition"))
+    if isinstance(items, tuple) and len(items) == 2 and isinstance(items[0], torch.Tensor) and items[0].dim() == 4:
+        return Batch(items[0])  # (images, labels) from a labelled get_batch
+    items = list(items)
+    if items and isinstance(items[0], dict):
+        cond = [it.get("condition") for it in items]
+        return Batch(torch.stack([it["image"] for it in items]),
+                     None if cond[0] is None else torch.stack(cond))  # type: ignore[arg-type]
+    return Batch(torch.stack([item_image(it) for it in items]))

@@ -1,0 +1,121 @@
+"""Paired data (label map -> image) and the built-in ``openmoji-seg`` set.
+
+``PairedDataset`` holds everything in memory: images uint8 ``[N, 3, H, W]`` and label maps int64 ``[N, H, W]``
+with ids in ``0 .. num_classes - 1``. Items are ``{"image": ..., "condition": ...}`` dicts (see
+``leangen.data.batch``).
+
+``openmoji-seg`` is a minimal paired set made from the OpenMoji glyphs with no download: the label of a pixel is the
+nearest of ``OPENMOJI_SEG_CLASSES`` colour families (background white, outline black, grey, red, orange/yellow,
+green, blue, purple/pink, skin/brown) in RGB. OpenMoji draws with a small flat palette, so most pixels sit on a
+family colour; anti-aliased edges take the nearest one. The exact per-palette-colour label maps and the full paired
+dataset format (folders, A|B layout, palette files) are separate work.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+import numpy as np
+import torch
+
+# (name, representative RGB) per class; the ids are the list positions.
+OPENMOJI_SEG_CLASSES: tuple[tuple[str, tuple[int, int, int]], ...] = (
+    ("background", (255, 255, 255)),
+    ("outline", (0, 0, 0)),
+    ("grey", (155, 155, 154)),
+    ("red", (213, 47, 39)),
+    ("orange-yellow", (246, 190, 45)),
+    ("green", (92, 158, 49)),
+    ("blue", (97, 178, 228)),
+    ("purple-pink", (178, 103, 187)),
+    ("skin-brown", (196, 141, 100)),
+)
+
+
+class PairedDataset(torch.utils.data.Dataset):
+    """In-memory pairs. ``images`` uint8 ``[N, 3, H, W]``; ``labels`` integer ``[N, H, W]`` (class ids)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, names: list[str] | None = None,
+                 classes: list[str] | None = None, palette: list[tuple[int, int, int]] | None = None,
+                 name: str = "pairs", metadata: dict[str, Any] | None = None) -> None:
+        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be uint8 [N, 3, H, W], got {images.dtype} {tuple(images.shape)}")
+        if labels.dim() != 3 or labels.shape[0] != images.shape[0] or labels.shape[1:] != images.shape[2:]:
+            raise ValueError(f"labels must be [N, H, W] matching images {tuple(images.shape)}, got "
+                             f"{tuple(labels.shape)}")
+        self.images, self.labels = images.contiguous(), labels.long().contiguous()
+        self.names = list(names) if names is not None else [f"{i:08d}" for i in range(len(images))]
+        self.num_classes = len(classes) if classes else int(self.labels.max()) + 1
+        if int(self.labels.min()) < 0 or int(self.labels.max()) >= self.num_classes:
+            raise ValueError(f"label ids must be in 0..{self.num_classes - 1}")
+        self.classes = list(classes) if classes else [str(i) for i in range(self.num_classes)]
+        self.palette = [tuple(c) for c in palette] if palette else None
+        self.name = name
+        self.metadata = dict(metadata or {})
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"image": self.images[i], "condition": self.labels[i]}
+
+    def get_batch(self, indices: Any) -> dict[str, torch.Tensor]:
+        idx = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
+        return {"image": self.images.index_select(0, idx), "condition": self.labels.index_select(0, idx)}
+
+    @property
+    def resolution(self) -> int:
+        return int(self.images.shape[-1])
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    def fingerprint(self) -> str:
+        """Hash of the pixels and labels themselves (content, not names)."""
+        h = hashlib.sha256()
+        h.update(self.images.numpy().tobytes())
+        h.update(self.labels.numpy().astype(np.int16).tobytes())
+        return h.hexdigest()[:24]
+
+    def colorize(self, labels: torch.Tensor) -> torch.Tensor:
+        """Label maps ``[B, H, W]`` -> uint8 RGB ``[B, 3, H, W]`` with the palette (or evenly spaced greys)."""
+        return colorize_labels(labels, self.palette, self.num_classes)
+
+
+def colorize_labels(labels: torch.Tensor, palette: list[tuple[int, int, int]] | None, num_classes: int) -> torch.Tensor:
+    """Label maps ``[B, H, W]`` -> uint8 RGB ``[B, 3, H, W]``."""
+    if palette is None:
+        grey = torch.linspace(0, 255, max(num_classes, 2)).round().to(torch.uint8)
+        table = grey[:, None].expand(-1, 3)
+    else:
+        table = torch.tensor(palette, dtype=torch.uint8)
+    return table[labels.long().clamp(0, len(table) - 1)].permute(0, 3, 1, 2).contiguous()
+
+
+def nearest_class(images: torch.Tensor, palette: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    """uint8 ``[N, 3, H, W]`` -> int64 ``[N, H, W]``: index of the nearest palette colour ``[K, 3]`` (squared RGB)."""
+    out = torch.empty((images.shape[0], *images.shape[2:]), dtype=torch.long)
+    pal = palette.float()
+    for i in range(0, images.shape[0], chunk):
+        x = images[i:i + chunk].float().permute(0, 2, 3, 1)          # [n, H, W, 3]
+        d = (x.unsqueeze(-2) - pal).square().sum(-1)                 # [n, H, W, K]
+        out[i:i + chunk] = d.argmin(-1)
+    return out
+
+
+def openmoji_seg(resolution: int, *, max_images: int | None = None,
+                 cache_dir: str | os.PathLike | None = None) -> PairedDataset:
+    """The built-in ``openmoji-seg`` pairs at ``resolution``: colour-family label map -> glyph (see module doc)."""
+    from leangen.data.dataset import ImageDataset
+    from leangen.data.openmoji import openmoji_zip
+
+    glyphs = ImageDataset(openmoji_zip(resolution, cache_dir=cache_dir, max_images=max_images), resolution)
+    images = glyphs.get_batch(torch.arange(len(glyphs.names)))
+    palette = [rgb for _, rgb in OPENMOJI_SEG_CLASSES]
+    labels = nearest_class(images, torch.tensor(palette))
+    meta = dict(glyphs.metadata, paired="openmoji-seg: nearest colour family per pixel")
+    suffix = f"-n{max_images}" if max_images is not None else ""
+    return PairedDataset(images, labels, names=list(glyphs.names), classes=[n for n, _ in OPENMOJI_SEG_CLASSES],
+                         palette=palette, name=f"openmoji-seg-{resolution}{suffix}", metadata=meta)

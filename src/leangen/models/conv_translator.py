@@ -1,0 +1,103 @@
+"""A small convolutional translator (label map -> image) and a conditional PatchGAN discriminator.
+
+The translator is a plain encoder-decoder: one-hot labels -> stride-2 convs -> residual blocks -> nearest
+upsampling + convs -> RGB. It is the minimal paired model (the L1 baseline the paired machinery is tested with);
+ASAP-Net, pix2pixHD and SPADE are separate families.
+
+The discriminator is the 70x70-style PatchGAN of pix2pix (Isola et al. 2017) with spectral norm: it sees the label
+map (one-hot) concatenated with the image and returns a map of logits, plus its intermediate features for feature
+matching.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import spectral_norm
+
+from leangen.models.base import PretrainedModel, Translator, register_model
+
+
+def one_hot_labels(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """int ``[B, H, W]`` -> float ``[B, num_classes, H, W]``."""
+    return F.one_hot(labels.long(), num_classes).permute(0, 3, 1, 2).float()
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(ch, ch, 3, padding=1)
+        self.conv2 = nn.Conv2d(ch, ch, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.leaky_relu(self.conv1(F.leaky_relu(x, 0.2)), 0.2))
+
+
+@register_model("conv-translator")
+class ConvTranslator(Translator):
+    """``labels int [B, R, R]`` -> image ``[B, 3, R, R]`` in (-1, 1) (tanh)."""
+
+    def __init__(self, num_classes: int = 9, resolution: int = 32, width: int = 32, downsamples: int = 2,
+                 res_blocks: int = 2) -> None:
+        super().__init__()
+        if resolution % (2 ** downsamples):
+            raise ValueError(f"resolution {resolution} must be divisible by 2**downsamples = {2 ** downsamples}")
+        self.num_classes, self.img_resolution = num_classes, resolution
+        self.stem = nn.Conv2d(num_classes, width, 3, padding=1)
+        self.down = nn.ModuleList(nn.Conv2d(width * 2 ** i, width * 2 ** (i + 1), 4, stride=2, padding=1)
+                                  for i in range(downsamples))
+        mid = width * 2 ** downsamples
+        self.blocks = nn.Sequential(*[_ResBlock(mid) for _ in range(res_blocks)])
+        self.up = nn.ModuleList(nn.Conv2d(width * 2 ** (i + 1), width * 2 ** i, 3, padding=1)
+                                for i in reversed(range(downsamples)))
+        self.to_rgb = nn.Conv2d(width, 3, 3, padding=1)
+
+    def forward(self, labels: torch.Tensor) -> torch.Tensor:
+        x = F.leaky_relu(self.stem(one_hot_labels(labels, self.num_classes)), 0.2)
+        for conv in self.down:
+            x = F.leaky_relu(conv(x), 0.2)
+        x = self.blocks(x)
+        for conv in self.up:
+            x = F.leaky_relu(conv(F.interpolate(x, scale_factor=2.0, mode="nearest")), 0.2)
+        return torch.tanh(self.to_rgb(x))
+
+
+@register_model("patch-discriminator")
+class PatchDiscriminator(PretrainedModel):
+    """``(labels [B, H, W], image [B, 3, H, W]) -> (logits [B, 1, h, w], features list)``."""
+
+    kind = "discriminator"
+
+    def __init__(self, num_classes: int = 9, width: int = 64, layers: int = 3) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        chans = [num_classes + 3] + [width * 2 ** min(i, 3) for i in range(layers)]
+        self.convs = nn.ModuleList(
+            spectral_norm(nn.Conv2d(chans[i], chans[i + 1], 4, stride=2 if i < layers - 1 else 1, padding=1))
+            for i in range(layers))
+        self.head = spectral_norm(nn.Conv2d(chans[-1], 1, 4, padding=1))
+
+    def forward(self, labels: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        x = torch.cat([one_hot_labels(labels, self.num_classes).to(image.dtype), image], dim=1)
+        feats = []
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), 0.2)
+            feats.append(x)
+        return self.head(x), feats
+
+
+def _register_presets() -> None:
+    from leangen.registry import Preset, register_preset
+
+    for res in (32, 64):
+        register_preset(Preset(
+            name=f"conv-translator-tiny{res}", family="conv-translator", task="paired", resolution=res,
+            objective="paired_gan",
+            components={"G": ("conv-translator", dict(num_classes=9, resolution=res, width=16)),
+                        "D": ("patch-discriminator", dict(num_classes=9, width=16))},
+            training=dict(batch=16, gan_weight=0.0, l1_weight=1.0, lr=0.002, ema_kimg=0.0, metrics=["psnr"]),
+            description=f"small encoder-decoder label map -> image at {res}x{res}, L1 only by default "
+                        f"(--hparam gan_weight=1 adds the PatchGAN); trains on openmoji-seg"))
+
+
+_register_presets()

@@ -1,0 +1,223 @@
+"""Tasks: what the data of a kind of model looks like, independent of how the model is trained.
+
+A task opens the train and validation splits of a data source, checks the first batch against the model, names
+the preview inputs of the sample grids and the default metrics. The trainer, ``leangen eval`` and ``leangen
+generate`` all go through it, so a new family only names its task in its preset.
+
+==============  ===================================  =================  =========================================
+task            data                                 metric split       preview
+==============  ===================================  =================  =========================================
+unconditional   images                               all (StyleGAN)     seeded latents, also before training
+likelihood      images; fixed 90/10 split by name    val                a few seeded samples, at snapshots only,
+                                                                        when the model says sampling is cheap
+paired          label map -> image pairs; 90/10      val                fixed validation pairs: labels|output|target
+==============  ===================================  =================  =========================================
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from leangen.data.batch import Batch, collate, item_image
+from leangen.data.splits import train_val
+
+_BUILTIN_RE = re.compile(r"openmoji(?P<seg>-seg)?(?:-(?P<res>\d+))?(?:-n(?P<n>\d+))?")
+
+
+def is_builtin(source: str) -> bool:
+    """Whether ``source`` names a built-in dataset: ``openmoji[-R][-nN]`` or ``openmoji-seg[-R][-nN]``."""
+    return _BUILTIN_RE.fullmatch(str(source)) is not None
+
+
+def open_source(source: Any, resolution: int | None = None, *, cache_dir: str | os.PathLike | None = None) -> Any:
+    """A dataset object from a path (zip or folder), a built-in name, or a dataset object (returned as is).
+
+    Built-ins: ``openmoji`` (glyph images) and ``openmoji-seg`` (label map -> glyph pairs), with an optional
+    ``-<R>`` resolution and ``-n<N>`` subset, e.g. ``openmoji-seg-32-n64``.
+    """
+    if not isinstance(source, (str, os.PathLike)):
+        return source
+    path = Path(source).expanduser()
+    m = _BUILTIN_RE.fullmatch(str(source))
+    if not path.exists() and m is not None:
+        res = int(m["res"]) if m["res"] else resolution
+        if res is None:
+            raise ValueError(f"the built-in {source!r} dataset needs a resolution, e.g. {source}-64")
+        if resolution is not None and res != resolution:
+            raise ValueError(f"{source!r} is at {res}px but the model works at {resolution}px")
+        n = int(m["n"]) if m["n"] else None
+        if m["seg"]:
+            from leangen.data.paired import openmoji_seg
+
+            return openmoji_seg(res, max_images=n, cache_dir=cache_dir)
+        from leangen.data.dataset import ImageDataset
+        from leangen.data.openmoji import openmoji_zip
+
+        return ImageDataset(openmoji_zip(res, cache_dir=cache_dir, max_images=n), res)
+    from leangen.data.dataset import open_dataset
+
+    return open_dataset(source, resolution=resolution, cache_dir=cache_dir)
+
+
+def is_paired(dataset: Any) -> bool:
+    """Whether items carry a label map (``{"image", "condition"}`` dicts)."""
+    return len(dataset) > 0 and isinstance(dataset[0], dict) and "condition" in dataset[0]
+
+
+@dataclass
+class TaskData:
+    """The splits a run trains and evaluates on. ``metric_data`` is what metrics use (see the task table)."""
+
+    train: Any
+    val: Any
+    metric_data: Any
+    name: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Task:
+    """Base class; see the module docstring. Subclasses set the class attributes and may override the methods."""
+
+    name: ClassVar[str] = ""
+    default_metrics: ClassVar[tuple[str, ...]] = ()
+    metric_split: ClassVar[str] = "val"        # "all" | "train" | "val"
+    preview_at_start: ClassVar[bool] = False
+    model_kind: ClassVar[str] = ""             # PretrainedModel.kind this task's models have
+
+    def open(self, source: Any, resolution: int | None, *, cache_dir: str | os.PathLike | None = None,
+             name: str | None = None) -> TaskData:
+        """Open the splits of ``source`` (see ``open_source``); ``name`` names in-memory datasets in run names."""
+        dataset = open_source(source, resolution, cache_dir=cache_dir)
+        self._check_kind(dataset, source)
+        name = getattr(dataset, "name", None) or name or Path(str(source)).stem
+        if self.metric_split == "all":
+            return TaskData(dataset, dataset, dataset, name)
+        train, val = train_val(dataset)
+        return TaskData(train, val, val, name)
+
+    def _check_kind(self, dataset: Any, source: Any) -> None:
+        if len(dataset) == 0:
+            raise ValueError(f"the dataset {source!s} is empty")
+        if is_paired(dataset):
+            raise ValueError(f"{source!s} holds label map -> image pairs; the {self.name} task trains on images "
+                             f"(use an image dataset, e.g. openmoji)")
+
+    def split(self, data: TaskData, which: str) -> Any:
+        """``all`` (train + val), ``train``, ``val`` or ``metric`` (the task's metric split)."""
+        if which == "metric":
+            return data.metric_data
+        if which == "all":
+            return data.train if data.train is data.val else data.train.dataset
+        if which in ("train", "val"):
+            return getattr(data, which)
+        raise ValueError(f"unknown split {which!r}: expected all, train or val")
+
+    def check_batch(self, batch: Batch, model: Any) -> None:
+        """``ValueError`` when the first batch does not fit the model (checked once, on the first batch)."""
+        res = getattr(model, "img_resolution", None)
+        ch = getattr(model, "img_channels", 3)
+        if res is not None and tuple(batch.image.shape[1:]) != (ch, res, res):
+            raise ValueError(f"dataset images are {tuple(batch.image.shape[1:])} but the model makes "
+                             f"({ch}, {res}, {res}); recreate the dataset at {res}px")
+
+    def preview_inputs(self, data: TaskData, n: int) -> dict[str, Any]:
+        """Inputs of the sample grids: ``{"seeds": [...]}`` or ``{"batch": Batch}``; fixed for the whole run."""
+        return {"seeds": list(range(n))}
+
+    def preview_grid(self, outputs: torch.Tensor, inputs: dict[str, Any], data: TaskData) -> torch.Tensor:
+        """What goes into ``fakes*.png``: float ``[N, 3, H, W]`` in [-1, 1]."""
+        return outputs
+
+    def reals(self, data: TaskData, n: int, seed: int) -> torch.Tensor:
+        """A fixed selection of training images for ``reals.png``: float ``[n, 3, H, W]`` in [-1, 1]."""
+        total = len(data.train)
+        idx = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n].tolist()
+        return collate([data.train[i] for i in idx]).image_float
+
+
+class UnconditionalTask(Task):
+    name = "unconditional"
+    metric_split = "all"  # StyleGAN's protocol: generated images against the training images
+    preview_at_start = True
+    model_kind = "generator"
+
+
+class LikelihoodTask(Task):
+    name = "likelihood"
+    default_metrics = ("bpd",)
+    model_kind = "likelihood"
+
+    def preview_inputs(self, data: TaskData, n: int) -> dict[str, Any]:
+        return {"seeds": list(range(min(n, 16)))}
+
+
+class PairedTask(Task):
+    name = "paired"
+    default_metrics = ("psnr",)
+    model_kind = "translator"
+
+    def _check_kind(self, dataset: Any, source: Any) -> None:
+        if len(dataset) == 0:
+            raise ValueError(f"the dataset {source!s} is empty")
+        if not is_paired(dataset):
+            raise ValueError(f"{source!s} holds images only; the paired task needs label map -> image pairs "
+                             f"(e.g. the built-in openmoji-seg)")
+
+    def check_batch(self, batch: Batch, model: Any) -> None:
+        super().check_batch(batch, model)
+        if batch.condition is None:
+            raise ValueError("paired training needs label maps in the batch")
+        k = getattr(model, "num_classes", None)
+        if k is not None and int(batch.condition.max()) >= k:
+            raise ValueError(f"the data has label id {int(batch.condition.max())} but the model takes {k} classes; "
+                             f"set the translator's num_classes to at least {int(batch.condition.max()) + 1}")
+
+    def preview_inputs(self, data: TaskData, n: int) -> dict[str, Any]:
+        n = min(n, len(data.val), 16)
+        return {"batch": collate([data.val[i] for i in range(n)])}
+
+    def preview_grid(self, outputs: torch.Tensor, inputs: dict[str, Any], data: TaskData) -> torch.Tensor:
+        batch: Batch = inputs["batch"]
+        from leangen.data.paired import colorize_labels
+
+        palette = getattr(data.val, "palette", None)
+        k = int(getattr(data.val, "num_classes", int(batch.condition.max()) + 1))  # type: ignore[union-attr]
+        labels = colorize_labels(batch.condition, palette, k).float() / 127.5 - 1  # type: ignore[arg-type]
+        # Rows of (label map, output, target), interleaved so a square grid reads in triples.
+        return torch.stack([labels, outputs.float().cpu(), batch.image_float.cpu()], dim=1).flatten(0, 1)
+
+
+TASKS: dict[str, type[Task]] = {t.name: t for t in (UnconditionalTask, LikelihoodTask, PairedTask)}
+_BY_KIND = {t.model_kind: t for t in TASKS.values()}
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r} (known: {', '.join(TASKS)})")
+    return TASKS[name]()
+
+
+def task_for_model(model: Any) -> Task:
+    """The task of a loaded model, from its ``kind`` (generator, likelihood, translator)."""
+    kind = getattr(model, "kind", "other")
+    if kind not in _BY_KIND:
+        raise ValueError(f"a {type(model).__name__} ({kind}) is not a model that generates, scores or translates "
+                         f"images")
+    return _BY_KIND[kind]()
+
+
+def open_eval_data(data: Any, model: Any, split: str | None = None, resolution: int | None = None, *,
+                   cache_dir: str | os.PathLike | None = None) -> Any:
+    """The dataset ``leangen eval`` measures ``model`` on: ``split`` of ``data`` (default: the task's metric split)."""
+    task = task_for_model(model)
+    td = task.open(data, resolution or getattr(model, "img_resolution", None), cache_dir=cache_dir)
+    return task.split(td, split or "metric")
+
+
+__all__ = ["Task", "TaskData", "TASKS", "get_task", "task_for_model", "open_source", "open_eval_data", "is_paired",
+           "is_builtin", "item_image"]

@@ -1,0 +1,142 @@
+"""The distillation objective: a student learns to reproduce a frozen teacher on the same inputs.
+
+Inputs are what the teacher takes: latents ``z`` for generators (both run with their constant noise), the batch's
+label maps for translators. Loss: ``output_weight * L1(student, teacher)``, plus an optional adversarial term
+against a discriminator ``D`` on the data (non-saturating for generators, hinge for translators) when
+``gan_weight > 0`` and the preset has a ``D``.
+
+The teacher is named by the ``teacher`` hyper-parameter (a run directory, snapshot or saved model; preset
+``training`` or ``--hparam teacher=PATH``). It is loaded with ``leangen.load``, frozen, and never written into
+snapshots: they record its path and a checksum, and a resumed run checks it is still the same.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+
+import torch
+from torch import nn
+
+from leangen.train.losses import d_loss, g_loss
+from leangen.train.objective import Objective, build_component
+
+if TYPE_CHECKING:
+    from leangen.data.batch import Batch
+    from leangen.registry import Preset
+    from leangen.train.options import TrainOptions
+    from leangen.train.runtime import Runtime
+
+
+class DistillObjective(Objective):
+    """Modules: ``G`` (student, trained), ``G_ema`` (its EMA; the entry), ``teacher`` (frozen), ``D`` (optional)."""
+
+    name: ClassVar[str] = "distill"
+    hparams: ClassVar[Mapping[str, Any]] = {
+        "teacher": None,           # path of the teacher (run dir, snapshot or saved model); required
+        "lr": 0.002,
+        "betas": [0.0, 0.99],
+        "output_weight": 1.0,      # L1 between student and teacher outputs
+        "gan_weight": 0.0,         # adversarial term on the data (needs a D component)
+    }
+
+    def build(self, preset: "Preset", runtime: "Runtime", options: "TrainOptions") -> None:
+        import leangen
+
+        hp = {**self.hparams, **options.hparams}
+        self.rt = runtime
+        if not hp["teacher"]:
+            raise ValueError("the distill objective needs a teacher: --hparam teacher=RUN_DIR|SNAPSHOT|MODEL_DIR "
+                             "(or a 'teacher' entry in the preset's training defaults)")
+        self.teacher_source = str(Path(hp["teacher"]).expanduser().resolve())
+        teacher = leangen.load(self.teacher_source, device=runtime.device)
+        self.teacher = teacher.eval().requires_grad_(False)
+        G = build_component(preset, "G", options.overrides)
+        if getattr(G, "kind", None) != getattr(teacher, "kind", None):
+            raise ValueError(f"the student is a {G.kind} but the teacher at {self.teacher_source} is a "  # type: ignore[attr-defined]
+                             f"{getattr(teacher, 'kind', type(teacher).__name__)}")
+        for attr in ("z_dim", "num_classes", "img_resolution"):
+            if getattr(G, attr, None) != getattr(teacher, attr, None):
+                raise ValueError(f"student and teacher differ in {attr}: {getattr(G, attr, None)} vs "
+                                 f"{getattr(teacher, attr, None)}")
+        self.G = G.to(runtime.device).train()
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.output_weight, self.gan_weight = float(hp["output_weight"]), float(hp["gan_weight"])
+        betas = tuple(float(b) for b in hp["betas"])
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=float(hp["lr"]), betas=betas)  # type: ignore[arg-type]
+        self.D: nn.Module | None = None
+        if self.gan_weight > 0:
+            self.D = build_component(preset, "D", options.overrides).to(runtime.device).train()
+            self.opt_D = torch.optim.Adam(self.D.parameters(), lr=float(hp["lr"]), betas=betas)  # type: ignore[arg-type]
+
+    def modules(self) -> dict[str, nn.Module]:
+        mods: dict[str, nn.Module] = {"G_ema": self.G_ema, "G": self.G, "teacher": self.teacher}
+        if self.D is not None:
+            mods["D"] = self.D
+        return mods
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"G": self.opt_G, **({"D": self.opt_D} if self.D is not None else {})}
+
+    def ema_pairs(self) -> dict[str, str]:
+        return {"G_ema": "G"}
+
+    def frozen_sources(self) -> dict[str, str]:
+        return {"teacher": self.teacher_source}
+
+    def metric_kwargs(self) -> dict[str, Any]:
+        return {"teacher": self.teacher}
+
+    def _run(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+        if getattr(model, "kind", None) == "generator":
+            return model(inputs, noise_mode="const")
+        return model(inputs)
+
+    def _step(self, opt: torch.optim.Optimizer, module: nn.Module, loss: torch.Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.rt.reduce_grads(module)
+        opt.step()
+
+    def train_step(self, batch: "Batch", step: int) -> dict[str, torch.Tensor]:
+        rt, n = self.rt, len(batch)
+        if self.G.kind == "generator":  # type: ignore[attr-defined]
+            inputs = torch.randn(n, self.G.z_dim, device=rt.device)  # type: ignore[attr-defined]
+        else:
+            if batch.condition is None:
+                raise ValueError("distilling a translator needs paired data (label maps)")
+            inputs = batch.condition
+        with torch.no_grad(), rt.autocast():
+            target = self._run(self.teacher, inputs).float()
+        stats: dict[str, torch.Tensor] = {}
+        if self.D is not None:
+            self.D.requires_grad_(False)
+        with rt.autocast():
+            out = self._run(self.G, inputs).float()
+            l1 = (out - target).abs().mean()
+            loss = self.output_weight * l1
+            if self.D is not None:
+                loss_adv = g_loss("nonsat", self._d(out, batch).float())
+                loss = loss + self.gan_weight * loss_adv
+                stats["loss_G_adv"] = loss_adv.detach()
+        self._step(self.opt_G, self.G, loss)
+        stats["l1_teacher"] = l1.detach()
+        if self.D is not None:
+            self.D.requires_grad_(True)
+            with rt.autocast():
+                loss_D = d_loss("nonsat", self._d(batch.image_float, batch).float(), self._d(out.detach(), batch).float())
+            self._step(self.opt_D, self.D, loss_D)
+            stats["loss_D"] = loss_D.detach()
+        return stats
+
+    def _d(self, images: torch.Tensor, batch: "Batch") -> torch.Tensor:
+        assert self.D is not None
+        if batch.condition is not None and self.G.kind == "translator":  # type: ignore[attr-defined]
+            return self.D(batch.condition, images)[0]
+        return self.D(images)
+
+    @torch.no_grad()
+    def preview(self, inputs: Mapping[str, Any]) -> torch.Tensor:
+        if "seeds" in inputs:
+            return self.G_ema.generate(list(inputs["seeds"]), noise_mode="const", output_type="pt")  # type: ignore[operator]
+        return self.G_ema.translate(inputs["batch"].condition, output_type="pt")  # type: ignore[operator]

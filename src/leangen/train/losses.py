@@ -1,0 +1,50 @@
+"""GAN losses and optimizers, shared by every adversarial objective (``gan``, ``paired_gan``, ``distill``).
+
+Written from the papers: the non-saturating logistic loss and lazy R1 of StyleGAN2 (Karras et al. 2020), the hinge
+loss of SAGAN/SPADE (Lim & Ye 2017; Park et al. 2019), feature matching of pix2pixHD (Wang et al. 2018).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+def d_loss(kind: str, logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
+    """Discriminator loss. ``kind``: ``nonsat`` (softplus(f) + softplus(-r)) or ``hinge`` (relu(1-r) + relu(1+f))."""
+    if kind == "nonsat":
+        return F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
+    if kind == "hinge":
+        return F.relu(1 - logits_real).mean() + F.relu(1 + logits_fake).mean()
+    raise ValueError(f"unknown GAN loss {kind!r}: expected nonsat or hinge")
+
+
+def g_loss(kind: str, logits_fake: torch.Tensor) -> torch.Tensor:
+    """Generator loss: ``nonsat`` softplus(-f), ``hinge`` -f."""
+    if kind == "nonsat":
+        return F.softplus(-logits_fake).mean()
+    if kind == "hinge":
+        return -logits_fake.mean()
+    raise ValueError(f"unknown GAN loss {kind!r}: expected nonsat or hinge")
+
+
+def r1_penalty(logits: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of ``|d logits / d inputs|^2`` (``inputs`` must require grad and feed ``logits``)."""
+    (grad,) = torch.autograd.grad(logits.sum(), inputs, create_graph=True)
+    return grad.float().square().flatten(1).sum(1).mean()
+
+
+def feature_matching(feats_fake: Sequence[torch.Tensor], feats_real: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Mean L1 distance of discriminator features (fake vs detached real), averaged over layers."""
+    if not feats_fake:
+        return torch.zeros([])
+    losses = [(f - r.detach()).abs().mean() for f, r in zip(feats_fake, feats_real)]
+    return torch.stack(losses).mean()
+
+
+def lazy_adam(params: Any, lr: float, betas: Sequence[float], interval: int) -> torch.optim.Adam:
+    """Adam whose lr and betas are scaled for lazy regularization every ``interval`` steps
+    (``lr * c``, ``betas ** c`` with ``c = interval / (interval + 1)``)."""
+    c = interval / (interval + 1) if interval and interval > 1 else 1.0
+    return torch.optim.Adam(params, lr=lr * c, betas=(betas[0] ** c, betas[1] ** c), eps=1e-8)

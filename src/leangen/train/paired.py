@@ -1,0 +1,114 @@
+"""The paired objective: a translator (label map -> image) trained with L1 to the target plus, optionally, a
+conditional GAN (hinge loss on a PatchGAN, feature matching), as pix2pix/pix2pixHD/SPADE do.
+
+``gan_weight=0`` gives the plain L1 regression baseline (the discriminator is then never run).
+"""
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+
+import torch
+from torch import nn
+
+from leangen.train.losses import d_loss, feature_matching, g_loss
+from leangen.train.objective import Objective, build_component
+
+if TYPE_CHECKING:
+    from leangen.data.batch import Batch
+    from leangen.registry import Preset
+    from leangen.train.options import TrainOptions
+    from leangen.train.runtime import Runtime
+
+
+class PairedGANObjective(Objective):
+    """Modules: ``G`` (translator, trained), ``G_ema`` (its EMA; the entry), ``D`` (trained when ``gan_weight > 0``).
+
+    ``D(labels, image)`` returns ``(logits, features)``.
+    """
+
+    name: ClassVar[str] = "paired_gan"
+    hparams: ClassVar[Mapping[str, Any]] = {
+        "lr": 0.0002,              # Adam learning rate of G and D ...
+        "g_lr": None,              # ... unless set per network (TTUR, as SPADE: 1e-4 / 4e-4)
+        "d_lr": None,
+        "betas": [0.0, 0.9],       # Adam betas (SPADE's with TTUR)
+        "gan_loss": "hinge",       # hinge | nonsat
+        "gan_weight": 1.0,         # 0: L1 regression only
+        "l1_weight": 1.0,          # L1 to the target, in [-1, 1] units
+        "fm_weight": 10.0,         # discriminator feature matching (pix2pixHD); only with gan_weight > 0
+    }
+
+    def build(self, preset: "Preset", runtime: "Runtime", options: "TrainOptions") -> None:
+        from leangen.models.base import Translator
+
+        hp = {**self.hparams, **options.hparams}
+        self.rt = runtime
+        G = build_component(preset, "G", options.overrides)
+        if not isinstance(G, Translator):
+            raise ValueError(f"the paired_gan objective trains Translator models; preset {preset.name!r} has a "
+                             f"{type(G).__name__}")
+        self.G = G.to(runtime.device).train()
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.D = build_component(preset, "D", options.overrides).to(runtime.device).train()
+        self.gan_loss, self.gan_weight = str(hp["gan_loss"]), float(hp["gan_weight"])
+        self.l1_weight, self.fm_weight = float(hp["l1_weight"]), float(hp["fm_weight"])
+        d_loss(self.gan_loss, torch.zeros(1), torch.zeros(1))  # fail early on an unknown loss name
+        lr, betas = float(hp["lr"]), tuple(float(b) for b in hp["betas"])
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=float(hp["g_lr"] or lr), betas=betas)  # type: ignore[arg-type]
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=float(hp["d_lr"] or lr), betas=betas)  # type: ignore[arg-type]
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"G_ema": self.G_ema, "G": self.G, "D": self.D}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"G": self.opt_G, "D": self.opt_D}
+
+    def ema_pairs(self) -> dict[str, str]:
+        return {"G_ema": "G"}
+
+    def _step(self, opt: torch.optim.Optimizer, module: nn.Module, loss: torch.Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.rt.reduce_grads(module)
+        opt.step()
+
+    def train_step(self, batch: "Batch", step: int) -> dict[str, torch.Tensor]:
+        G, D, rt = self.G, self.D, self.rt
+        labels, target = batch.condition, batch.image_float
+        assert labels is not None
+        adversarial = self.gan_weight > 0
+        stats: dict[str, torch.Tensor] = {}
+
+        # G: L1 to the target (+ fool D, + match D's features on the real pair).
+        D.requires_grad_(False)
+        with rt.autocast():
+            fake = G(labels).float()
+            l1 = (fake - target).abs().mean()
+            loss = self.l1_weight * l1
+            if adversarial:
+                logits_fake, feats_fake = D(labels, fake)
+                with torch.no_grad():
+                    _, feats_real = D(labels, target)
+                loss_adv = g_loss(self.gan_loss, logits_fake.float())
+                fm = feature_matching(feats_fake, feats_real)
+                loss = loss + self.gan_weight * loss_adv + self.fm_weight * fm
+                stats["loss_G_adv"], stats["fm"] = loss_adv.detach(), fm.detach()
+        self._step(self.opt_G, G, loss)
+        stats["l1"] = l1.detach()
+
+        # D: real pairs up, translated pairs down.
+        if adversarial:
+            D.requires_grad_(True)
+            with rt.autocast():
+                logits_real, _ = D(labels, target)
+                logits_fake, _ = D(labels, fake.detach())
+            loss_D = d_loss(self.gan_loss, logits_real.float(), logits_fake.float())
+            self._step(self.opt_D, D, loss_D)
+            stats["loss_D"] = loss_D.detach()
+        return stats
+
+    @torch.no_grad()
+    def preview(self, inputs: Mapping[str, Any]) -> torch.Tensor:
+        batch: "Batch" = inputs["batch"]
+        return self.G_ema.translate(batch.condition, output_type="pt")  # type: ignore[arg-type]
