@@ -130,6 +130,32 @@ def test_resume_is_bit_identical(tmp_path: Path) -> None:
     assert "Resuming" in (resumed.run_dir / "log.txt").read_text()
 
 
+def test_resume_keeps_the_tick_schedule(tmp_path: Path) -> None:
+    """Ticks (and so snapshots) fall at the same steps whether or not the run was stopped and resumed."""
+    first = train(options(tmp_path, steps=4), random_images())
+    resumed = train(TrainOptions(resume=str(first.run_dir), steps=8, device="cpu", progress=False), random_images())
+    assert [r["step"] for r in stats_rows(resumed.run_dir)] == [2, 4, 6, 8]
+    assert [ckpt.load_state(s)["step"] for s in ckpt.list_snapshots(resumed.run_dir)] == [4, 6, 8]
+
+
+def test_relative_data_path_is_stored_resolved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    work = tmp_path / "work"
+    write_pngs(work / "imgs", n=6)
+    monkeypatch.chdir(work)
+    first = train(TrainOptions(preset="stylegan2-tiny32", data="imgs", outdir=str(tmp_path / "runs"), steps=2,
+                               batch=4, tick=0.008, device="cpu", progress=False, overrides=TINY, grid=4))
+    doc = json.loads((first.run_dir / "training_options.json").read_text())
+    assert doc["data"] == str((work / "imgs").resolve()) and doc["data_arg"] == "imgs"
+    monkeypatch.chdir(tmp_path)  # resume from elsewhere: the data is still found
+    more = train(TrainOptions(resume=str(first.run_dir), steps=4, device="cpu", progress=False))
+    assert more.step == 4
+
+
+def test_training_on_one_image_warns(tmp_path: Path) -> None:
+    res = train(options(tmp_path, steps=1), random_images(1))
+    assert "the training split has 1 item(s)" in (res.run_dir / "log.txt").read_text()
+
+
 def test_resume_latest_and_mismatch_errors(tmp_path: Path) -> None:
     data = random_images()
     first = train(options(tmp_path, steps=2), data)

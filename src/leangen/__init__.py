@@ -63,6 +63,7 @@ def load(source: str | os.PathLike, device: str | torch.device = "cpu", role: st
 def _load_from_snapshot(snap: Path, role: str | None, dev: torch.device) -> "PretrainedModel":
     import json
 
+    from leangen import runs
     from leangen.models.base import PretrainedModel
 
     index_path = snap / "index.json"
@@ -74,6 +75,7 @@ def _load_from_snapshot(snap: Path, role: str | None, dev: torch.device) -> "Pre
     if not (snap / role).is_dir():
         have = sorted(p.name for p in snap.iterdir() if p.is_dir())
         raise FileNotFoundError(f"{snap} has no module {role!r} (it has {', '.join(have) or 'none'})")
+    runs.verify_snapshot(snap, [role])  # checksums from index.json: a damaged file is named, not loaded
     return PretrainedModel.from_pretrained(snap / role, device=dev)
 
 

@@ -76,22 +76,34 @@ def _is_torch_oom(e: BaseException) -> bool:
     return isinstance(e, torch.OutOfMemoryError) or "can't allocate memory" in str(e)
 
 
-def load_generator(network: str, device: Any) -> Any:
-    """``leangen.load`` for CLI verbs that need an image generator: clean errors, a note for random-weight presets."""
+KIND_NAMES = {"generator": "an image generator", "likelihood": "a likelihood model", "translator": "a translator",
+              "discriminator": "a discriminator", "other": "a network"}
+
+
+def load_model(network: str, device: Any, kinds: tuple[str, ...] | None = None, verb: str = "") -> Any:
+    """``leangen.load`` for CLI verbs: clean one-line errors, a note for random-weight presets, and a clear refusal
+    when the model is not of one of ``kinds`` (``generator``, ``likelihood``, ``translator``)."""
     import warnings
 
     import leangen
-    from leangen.models.base import StyleGenerator
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            G = leangen.load(network, device=device)
+            model = leangen.load(network, device=device)
         except (FileNotFoundError, ValueError, KeyError) as e:
             fail(str(e.args[0] if isinstance(e, KeyError) and e.args else e))
     for w in caught:
         if "randomly initialized" in str(w.message):
             click.echo(f"note: {w.message}", err=True)
-    if not isinstance(G, StyleGenerator):
-        fail(f"{network} holds a {type(G).__name__} ({G.model_type}), not an image generator")
-    return G
+    kind = getattr(model, "kind", "other")
+    if kinds is not None and kind not in kinds:
+        wanted = " or ".join(KIND_NAMES.get(k, k) for k in kinds)
+        fail(f"{network} holds {KIND_NAMES.get(kind, kind)} ({getattr(model, 'model_type', type(model).__name__)}); "
+             f"{verb or 'this command'} needs {wanted}")
+    return model
+
+
+def load_generator(network: str, device: Any, verb: str = "") -> Any:
+    """``load_model`` for verbs that need a z -> image generator."""
+    return load_model(network, device, ("generator",), verb)

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from leangen.cli.common import device_option, fail
+from leangen.cli.common import fail
 
 # What a bad source or argument raises in leangen.data; anything else is a bug and keeps its traceback.
 _USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, ModuleNotFoundError, PermissionError, OSError)
@@ -51,9 +51,8 @@ def command() -> None:
 @click.option("--transform", type=click.Choice(["center-crop"]), default="center-crop", show_default=True,
               help="How non-square images become square.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@device_option
 def create(source: str, dest: str, resolution: int | None, on_error: str, max_images: int | None,
-           resize_filter: str, transform: str, as_json: bool, device: Any) -> None:
+           resize_filter: str, transform: str, as_json: bool) -> None:
     """Write a StyleGAN-format dataset zip (00000/img00000000.png ..., dataset.json).
 
     Images become RGB (transparency on white), are centre-cropped to a square and resized. dataset.json records
@@ -109,8 +108,7 @@ def create(source: str, dest: str, resolution: int | None, on_error: str, max_im
 @command.command("info", short_help="Describe a dataset: count, resolution, labels, size, attribution.")
 @click.argument("path", type=click.Path(), metavar="PATH")
 @click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
-@device_option
-def info(path: str, as_json: bool, device: Any) -> None:
+def info(path: str, as_json: bool) -> None:
     """Describe a dataset zip or folder: image count, resolution, channels, labels, size, metadata, attribution.
 
     Reads image headers only, so it is quick even for large datasets.

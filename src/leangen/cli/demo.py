@@ -8,10 +8,11 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
-from leangen.cli.common import fail
+from leangen.cli.common import device_option, fail
 
 
 def _run_verb(module: str, args: list[str]) -> None:
@@ -35,8 +36,8 @@ def _run_verb(module: str, args: list[str]) -> None:
 @click.option("--metric", default="fid200", show_default=True,
               help="Metric at each evaluation (fid200: 200 generated vs 200 real images; biased at small n, "
                    "so compare values within this run only).")
-@click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:i]")
-def command(outdir: str, preset: str, kimg: float, evals: int, metric: str, device: str) -> None:
+@device_option
+def command(outdir: str, preset: str, kimg: float, evals: int, metric: str, device: Any) -> None:
     """Train a tiny generator on OpenMoji, evaluate it, sample a grid and profile it.
 
     \b
@@ -62,7 +63,7 @@ def command(outdir: str, preset: str, kimg: float, evals: int, metric: str, devi
     tick = kimg / evals
     _run_verb("leangen.cli.train", ["--preset", preset, "--data", "openmoji", "--outdir", outdir, "--kimg", str(kimg),
                                     "--tick", f"{tick:g}", "--snap", "1", "--keep", "2", "--metrics", metric,
-                                    "--device", device, "--grid", "64"])
+                                    "--device", str(device), "--grid", "64"])
     from leangen.runs import latest_snapshot
 
     runs = sorted(p for p in Path(outdir).iterdir() if p.is_dir() and (p / "training_options.json").is_file())

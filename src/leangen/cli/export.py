@@ -7,15 +7,7 @@ from typing import Any
 
 import click
 
-from leangen.cli.common import load_generator, fail
-from leangen.utils.device import resolve_device
-
-
-def _device(ctx: click.Context, param: click.Parameter, value: str) -> Any:
-    try:
-        return resolve_device(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
+from leangen.cli.common import device_option, load_generator, fail
 
 
 @click.command(name="export", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -32,8 +24,7 @@ def _device(ctx: click.Context, param: click.Parameter, value: str) -> Any:
 @click.option("--check/--no-check", default=True, show_default=True,
               help="Run the graph in ONNX Runtime and compare with PyTorch.")
 @click.option("--atol", type=float, default=1e-3, show_default=True, help="Tolerance of the check (max abs diff).")
-@click.option("--device", default="cpu", show_default=True, callback=_device, metavar="cpu|cuda[:i]|auto",
-              help="Device the model is traced on.")
+@device_option
 def command(network: str, out: str, batch: int, truncation: float, opset: int, exporter: str, check: bool,
             atol: float, device: Any) -> None:
     """Export a generator to ONNX: input z [batch, z_dim], output image [batch, 3, R, R] in about [-1, 1].
@@ -56,7 +47,7 @@ def command(network: str, out: str, batch: int, truncation: float, opset: int, e
         fail(f"ONNX export needs the export extras ({e.name} is missing): pip install 'leangen[export]'")
     from leangen.export import check_onnx, export_onnx
 
-    G = load_generator(network, device)
+    G = load_generator(network, device, verb="leangen export (z -> image graphs)")
 
     t0 = time.perf_counter()
     try:

@@ -1,7 +1,11 @@
-"""``leangen generate``: images for a list of seeds from a checkpoint, saved model or preset.
+"""``leangen generate``: images from a checkpoint, saved model or preset, whatever kind of model it is.
 
-Files follow the StyleGAN convention (``seed0000.png``, ``grid.png``). Latents come from one CPU generator per seed,
-so a seed gives the same image on any device and at any batch size.
+- a generator (z -> image): one image per seed (``seed0000.png``, StyleGAN naming), with truncation, noise mode,
+  stages and other sizes where the model supports them;
+- a likelihood model: one sample per seed, with a sampling ``--temperature``;
+- a translator (label map -> image): one image per label map given with ``--input`` (``<name>.png``).
+
+Randomness comes from one CPU generator per seed, so a seed gives the same image on any device and batch size.
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from typing import Any, Callable
 import click
 import torch
 
-from leangen.cli.common import load_generator, device_option, fail, note_kept
+from leangen.cli.common import KIND_NAMES, device_option, fail, load_model, note_kept
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -71,11 +75,20 @@ def stage_strip(stages: list[torch.Tensor], size: int) -> torch.Tensor:
               help="Also write seedNNNN-stages.png: every stage's image, upsampled, side by side (PixelFolder).")
 @click.option("--size", default=None, metavar="N|'H W'",
               help="Render at another resolution (CIPS): --size 512, --size 256 512 or --size 256x512.")
-@click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True, help="Images per forward.")
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Likelihood models: sampling temperature (< 1: sharper, less varied).")
+@click.option("--input", "input_path", type=click.Path(exists=True), default=None, metavar="PNG|DIR",
+              help="Translators: label map(s) to translate, as indexed or greyscale PNGs whose pixel values are "
+                   "class ids (a file, or every .png in a folder).")
+@click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Images per forward pass (memory, not results: a seed gives the same image at any batch).")
 @device_option
-def command(network: str, seeds: str, truncation: float, noise_mode: str, outdir: str, grid: bool, stages: bool,
-            size: str | None, batch: int, device: torch.device) -> None:
-    """Generate images for seeds: DIR/seed0000.png per seed (StyleGAN naming), optionally grid.png.
+@click.pass_context
+def command(ctx: click.Context, network: str, seeds: str, truncation: float, noise_mode: str, outdir: str,
+            grid: bool, stages: bool, size: str | None, temperature: float, input_path: str | None, batch: int,
+            device: torch.device) -> None:
+    """Generate images: DIR/seed0000.png per seed (generators, likelihood models) or DIR/<name>.png per input
+    label map (translators), optionally grid.png.
 
     \b
     Examples:
@@ -84,6 +97,8 @@ def command(network: str, seeds: str, truncation: float, noise_mode: str, outdir
       leangen generate --network saved/pixelfolder --seeds 0-7 --stages --outdir out/stages
       leangen generate --network saved/cips --seeds 0-3 --size 512 --outdir out/cips512
       leangen generate --network saved/cips --seeds 0 --size 256 1024 --outdir out/panorama
+      leangen generate --network runs/00001-independent-pixels-32-openmoji-32 --seeds 0-15 --temperature 0.9 --outdir out
+      leangen generate --network runs/00002-conv-translator-tiny32-openmoji-seg-32 --input labels/ --outdir out
     """
     import numpy as np
     from PIL import Image
@@ -102,7 +117,26 @@ def command(network: str, seeds: str, truncation: float, noise_mode: str, outdir
         except ValueError as e:
             fail(str(e))
 
-    G = load_generator(network, device)
+    model = load_model(network, device, ("generator", "likelihood", "translator"), "leangen generate")
+    given = [f"--{name.replace('_', '-')}" for name in ("truncation", "noise_mode", "stages", "size", "temperature",
+                                                          "input_path")
+             if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
+    allowed = {"generator": {"--truncation", "--noise-mode", "--stages", "--size"},
+               "likelihood": {"--temperature"}, "translator": {"--input-path"}}[model.kind]
+    wrong = [g.replace("--truncation", "--trunc").replace("--input-path", "--input") for g in given
+             if g not in allowed]
+    if wrong:
+        fail(f"{network} holds {KIND_NAMES[model.kind]}: {', '.join(wrong)} does not apply to it")
+    out = Path(outdir)
+    if model.kind == "likelihood":
+        _sample(model, seed_list, temperature, out, grid)
+        return
+    if model.kind == "translator":
+        if input_path is None:
+            fail(f"{network} holds a translator (label map -> image): give the label maps with --input PNG|DIR")
+        _translate(model, Path(input_path), out, grid, batch, device)  # type: ignore[arg-type]
+        return
+    G = model
 
     # Capabilities are read from synthesis()'s signature, so any model that implements them gets the options.
     synth_kwargs: dict[str, Any] = {}
@@ -148,3 +182,59 @@ def command(network: str, seeds: str, truncation: float, noise_mode: str, outdir
     h, w = img.shape[-2:]
     click.echo(f"wrote {len(seed_list)} image(s) of {h}x{w} to {out}"
                + (" + grid.png" if grid else "") + (" + per-seed stage strips" if stages else ""))
+
+
+def _save_all(images: torch.Tensor, names: list[str], out: Path, grid: bool) -> None:
+    """Float ``[N, 3, H, W]`` in [-1, 1] -> ``out/<name>.png`` each (+ ``grid.png``)."""
+    import numpy as np
+    from PIL import Image
+
+    from leangen.models.base import image_grid, to_uint8
+
+    out.mkdir(parents=True, exist_ok=True)
+    note_kept(f"Images written before the error stay in {out}")
+    for name, im in zip(names, images):
+        Image.fromarray(to_uint8(im).permute(1, 2, 0).numpy()).save(out / f"{name}.png")
+    if grid:
+        Image.fromarray(np.ascontiguousarray(image_grid(images))).save(out / "grid.png")
+    h, w = images.shape[-2:]
+    click.echo(f"wrote {len(names)} image(s) of {h}x{w} to {out}" + (" + grid.png" if grid else ""))
+
+
+def _sample(model: Any, seeds: list[int], temperature: float, out: Path, grid: bool) -> None:
+    images = model.generate(seeds, temperature=temperature, output_type="pt")
+    _save_all(images, [f"seed{s:04d}" for s in seeds], out, grid)
+
+
+def read_label_maps(path: Path) -> tuple[torch.Tensor, list[str]]:
+    """Indexed or greyscale PNG(s) -> int64 ``[N, H, W]`` class ids and their names; ``ValueError`` naming the file
+    for colour images or maps of different sizes."""
+    import numpy as np
+    from PIL import Image
+
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".png") if path.is_dir() else [path]
+    if not files:
+        raise ValueError(f"no .png label maps in {path}")
+    maps = []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                if im.mode not in ("P", "L", "I", "I;16"):
+                    raise ValueError(f"{f}: a {im.mode} image; label maps are indexed (P) or greyscale (L) PNGs "
+                                     f"whose pixel values are class ids")
+                maps.append(np.asarray(im, dtype=np.int64))
+        except OSError as e:
+            raise ValueError(f"{f}: not a readable PNG ({e})") from None
+        if maps[-1].shape != maps[0].shape:
+            raise ValueError(f"{f} is {maps[-1].shape[1]}x{maps[-1].shape[0]} but {files[0]} is "
+                             f"{maps[0].shape[1]}x{maps[0].shape[0]}; give label maps of one size")
+    return torch.from_numpy(np.stack(maps)), [f.stem for f in files]
+
+
+def _translate(model: Any, path: Path, out: Path, grid: bool, batch: int, device: torch.device) -> None:
+    try:
+        labels, names = read_label_maps(path)
+        images = model.translate(labels, batch_size=batch)
+    except ValueError as e:
+        fail(str(e))
+    _save_all(images, names, out, grid)
