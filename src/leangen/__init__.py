@@ -56,7 +56,7 @@ def load(source: str | os.PathLike, device: str | torch.device = "cpu", role: st
     warnings.warn(f"{source!r} is a preset name: returning a randomly initialized model (no trained weights)",
                   stacklevel=2)
     if role in (None, "G_ema"):
-        role = "G" if "G" in preset.components else next(iter(preset.components))
+        role = preset.main_component
     return preset.build(role).to(dev).eval()
 
 

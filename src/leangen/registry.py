@@ -26,6 +26,11 @@ class Preset:
     paper: dict[str, Any] = field(default_factory=dict)     # e.g. {"params_m": 30.03, "gmacs": 83.77, "source": "..."}
     description: str = ""
 
+    @property
+    def main_component(self) -> str:
+        """The component users run (``G`` for generators and translators, ``model`` for likelihood models)."""
+        return "G" if "G" in self.components else next(iter(self.components))
+
     def build(self, role: str = "G") -> "PretrainedModel":
         """Instantiate one component (randomly initialized)."""
         if role not in self.components:

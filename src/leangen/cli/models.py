@@ -53,13 +53,14 @@ def meta_param_count(preset: Any, role: str = "G") -> int | None:
 
 
 def preset_rows(family: str | None = None) -> list[dict[str, Any]]:
-    """One dict per preset: name, family, task, resolution, objective, params (of G), description, paper figures."""
+    """One dict per preset: name, family, task, resolution, objective, params (of the main component: G or
+    model), description, paper figures."""
     from leangen.registry import list_presets
 
     rows = []
     for p in list_presets(family):
         rows.append(dict(name=p.name, family=p.family, task=p.task, resolution=p.resolution, objective=p.objective,
-                         params=meta_param_count(p), components=sorted(p.components), description=p.description,
+                         params=meta_param_count(p, p.main_component), components=sorted(p.components), description=p.description,
                          paper=dict(p.paper)))
     return rows
 

@@ -92,12 +92,6 @@ class DistillObjective(Objective):
             return model(inputs, noise_mode="const")
         return model(inputs)
 
-    def _step(self, opt: torch.optim.Optimizer, module: nn.Module, loss: torch.Tensor) -> None:
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.rt.reduce_grads(module)
-        opt.step()
-
     def train_step(self, batch: "Batch", step: int) -> dict[str, torch.Tensor]:
         rt, n = self.rt, len(batch)
         if self.G.kind == "generator":  # type: ignore[attr-defined]
@@ -119,13 +113,13 @@ class DistillObjective(Objective):
                 loss_adv = g_loss("nonsat", self._d(out, batch).float())
                 loss = loss + self.gan_weight * loss_adv
                 stats["loss_G_adv"] = loss_adv.detach()
-        self._step(self.opt_G, self.G, loss)
+        self.optimizer_step(self.opt_G, self.G, loss)
         stats["l1_teacher"] = l1.detach()
         if self.D is not None:
             self.D.requires_grad_(True)
             with rt.autocast():
                 loss_D = d_loss("nonsat", self._d(batch.image_float, batch).float(), self._d(out.detach(), batch).float())
-            self._step(self.opt_D, self.D, loss_D)
+            self.optimizer_step(self.opt_D, self.D, loss_D)
             stats["loss_D"] = loss_D.detach()
         return stats
 

@@ -122,12 +122,6 @@ class GANObjective(Objective):
             ws = torch.where(mix, ws2, ws)
         return ws
 
-    def _step(self, opt: torch.optim.Optimizer, module: nn.Module, loss: torch.Tensor) -> None:
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.rt.reduce_grads(module)  # average over ranks (no-op in a single process)
-        opt.step()
-
     # -- one training step ------------------------------------------------------------------------------------------
     def train_step(self, batch: "Batch", step: int) -> dict[str, torch.Tensor]:
         G, D, rt = self.G, self.D, self.rt
@@ -142,7 +136,7 @@ class GANObjective(Objective):
             fake = G.synthesis(self._ws(self._latents(n), update_w_avg=True))
             logits = D(self.augment(fake)).float()
         loss_G = g_loss("nonsat", logits)
-        self._step(self.opt_G, G, loss_G)
+        self.optimizer_step(self.opt_G, G, loss_G)
         stats["loss_G"] = loss_G.detach()
 
         # G reg: path length, lazily. |J^T y| for random image-space y should be constant over w.
@@ -158,7 +152,7 @@ class GANObjective(Objective):
             batch_mean = rt.all_reduce_mean(lengths.mean().detach())
             self.pl_mean.copy_(self.pl_mean.lerp(batch_mean, self.pl_decay))
             penalty = (lengths - self.pl_mean).square().mean()
-            self._step(self.opt_G, G, penalty * self.pl_weight * self.pl_interval)
+            self.optimizer_step(self.opt_G, G, penalty * self.pl_weight * self.pl_interval)
             stats["pl_penalty"] = penalty.detach()
             stats["pl_length"] = batch_mean
 
@@ -171,7 +165,7 @@ class GANObjective(Objective):
             logits_fake = D(self.augment(fake)).float()
             logits_real = D(self.augment(reals)).float()
         loss_D = d_loss("nonsat", logits_real, logits_fake)
-        self._step(self.opt_D, D, loss_D)
+        self.optimizer_step(self.opt_D, D, loss_D)
         stats["loss_D"] = loss_D.detach()
         stats["D_real"] = logits_real.detach().mean()
         stats["D_fake"] = logits_fake.detach().mean()
@@ -182,7 +176,7 @@ class GANObjective(Objective):
             with rt.autocast():
                 logits = D(self.augment(real)).float()
             penalty = r1_penalty(logits, real)
-            self._step(self.opt_D, D, penalty * (self.r1_gamma / 2) * self.r1_interval)
+            self.optimizer_step(self.opt_D, D, penalty * (self.r1_gamma / 2) * self.r1_interval)
             stats["r1_penalty"] = penalty.detach()
         G.requires_grad_(True)
         return stats

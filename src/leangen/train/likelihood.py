@@ -62,12 +62,7 @@ class LikelihoodObjective(Objective):
         x = reduce_bits(batch.image_uint8, self.model.bits)
         with self.rt.autocast():
             nll = -self.model.log_prob(x).float().mean()
-        self.opt.zero_grad(set_to_none=True)
-        nll.backward()
-        self.rt.reduce_grads(self.model)
-        if self.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-        self.opt.step()
+        self.optimizer_step(self.opt, self.model, nll, self.grad_clip)
         bpd = nll.detach() / (x[0].numel() * math.log(2))
         return {"bpd": bpd}
 

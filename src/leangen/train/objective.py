@@ -124,6 +124,17 @@ class Objective(abc.ABC):
         """Extra keyword arguments for ``calc_metrics`` (default: none)."""
         return {}
 
+    def optimizer_step(self, opt: torch.optim.Optimizer, module: nn.Module, loss: torch.Tensor,
+                       grad_clip: float = 0.0) -> None:
+        """One update of ``module``: zero grads, backward, average gradients over ranks (``self.rt``), optionally
+        clip the global norm, step."""
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.rt.reduce_grads(module)  # type: ignore[attr-defined]
+        if grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(module.parameters(), grad_clip)
+        opt.step()
+
     @abc.abstractmethod
     def train_step(self, batch: "Batch", step: int) -> dict[str, torch.Tensor]:
         """Run one training step (every phase) and return detached scalar statistics."""

@@ -67,12 +67,6 @@ class PairedGANObjective(Objective):
     def ema_pairs(self) -> dict[str, str]:
         return {"G_ema": "G"}
 
-    def _step(self, opt: torch.optim.Optimizer, module: nn.Module, loss: torch.Tensor) -> None:
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.rt.reduce_grads(module)
-        opt.step()
-
     def train_step(self, batch: "Batch", step: int) -> dict[str, torch.Tensor]:
         G, D, rt = self.G, self.D, self.rt
         labels, target = batch.condition, batch.image_float
@@ -94,7 +88,7 @@ class PairedGANObjective(Objective):
                 fm = feature_matching(feats_fake, feats_real)
                 loss = loss + self.gan_weight * loss_adv + self.fm_weight * fm
                 stats["loss_G_adv"], stats["fm"] = loss_adv.detach(), fm.detach()
-        self._step(self.opt_G, G, loss)
+        self.optimizer_step(self.opt_G, G, loss)
         stats["l1"] = l1.detach()
 
         # D: real pairs up, translated pairs down.
@@ -104,7 +98,7 @@ class PairedGANObjective(Objective):
                 logits_real, _ = D(labels, target)
                 logits_fake, _ = D(labels, fake.detach())
             loss_D = d_loss(self.gan_loss, logits_real.float(), logits_fake.float())
-            self._step(self.opt_D, D, loss_D)
+            self.optimizer_step(self.opt_D, D, loss_D)
             stats["loss_D"] = loss_D.detach()
         return stats
 
