@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from leangen.cli.common import device_option, fail
+from leangen.cli.common import device_option, fail, note_kept
 
 # What a model kind is measured with, and on which split, unless told otherwise. Generators follow StyleGAN's
 # protocol (generated images against the whole dataset); the others are scored on held-out validation data.
@@ -141,7 +141,7 @@ def command(network: str, data: str | None, metrics: list[str] | None, split: st
 
     \b
     Examples:
-      leangen eval --network runs/00000-stylegan2-tiny32 --data openmoji-32 --metrics fid200,kid200 --device cpu
+      leangen eval --network runs/00000-stylegan2-tiny32-openmoji-32 --data openmoji-32 --metrics fid200,kid200 --device cpu
       leangen eval --network out/model --data data/ffhq-256.zip --metrics fid50k_full,kid50k_full --device cuda
       leangen eval --network out/pixelcnn --data openmoji-32 --metrics bpd --split val
       leangen eval --network out/pix2pix --data openmoji-seg-32 --metrics psnr,l1,fid_pairs
@@ -189,8 +189,9 @@ def command(network: str, data: str | None, metrics: list[str] | None, split: st
     except (InceptionWeightsError, ValueError) as e:
         fail(str(e))
     out_dir = Path(run_dir) if run_dir is not None else _default_run_dir(network)
+    if out_dir is not None:
+        note_kept(f"The values are printed above; records written before the error stay in {out_dir}")
     for record in records:
-        path = report_metric(record, out_dir)
         if as_json:
             click.echo(json.dumps(record))
         else:
@@ -198,6 +199,7 @@ def command(network: str, data: str | None, metrics: list[str] | None, split: st
                 click.echo(f"{name}: {value:.6g}")
             if "warning" in record:
                 click.echo(f"warning: {record['warning']}", err=True)
+        path = report_metric(record, out_dir)  # after printing: a full disk cannot lose the value
         if path is not None and not as_json:
             click.echo(f"  -> {path} ({record['total_time_str']}{_sizes(record['protocol'])})", err=True)
     for w in caught:  # everything else the computation warned about (metric warnings are printed above)

@@ -33,7 +33,7 @@ def command(network: str, out: str, batch: int, truncation: float, opset: int, e
 
     \b
     Examples:
-      leangen export --network runs/00000-pixelfolder-tiny32 --out pf.onnx
+      leangen export --network runs/00000-pixelfolder-tiny32-openmoji-32 --out pf.onnx
       leangen export --network pixelfolder-256 --out pf256.onnx --batch 4 --trunc 0.7
       leangen export --network saved/cips --out cips.onnx --no-check
     """

@@ -92,8 +92,8 @@ def command(ctx: click.Context, network: str, seeds: str, truncation: float, noi
 
     \b
     Examples:
-      leangen generate --network runs/00000-stylegan2-tiny32 --seeds 0-63 --grid --outdir out
-      leangen generate --network runs/00000-stylegan2-tiny32 --seeds 1,5,9 --trunc 0.7 --outdir out
+      leangen generate --network runs/00000-stylegan2-tiny32-openmoji-32 --seeds 0-63 --grid --outdir out
+      leangen generate --network runs/00000-stylegan2-tiny32-openmoji-32 --seeds 1,5,9 --trunc 0.7 --outdir out
       leangen generate --network saved/pixelfolder --seeds 0-7 --stages --outdir out/stages
       leangen generate --network saved/cips --seeds 0-3 --size 512 --outdir out/cips512
       leangen generate --network saved/cips --seeds 0 --size 256 1024 --outdir out/panorama

@@ -16,8 +16,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "profile": ("leangen.cli.profile", "Measure params, GMACs, peak memory, latency and throughput."),
     "dataset": ("leangen.cli.dataset", "Create and inspect datasets (folders, zips, built-in OpenMoji)."),
     "train": ("leangen.cli.train", "Train a model preset on a dataset."),
-    "generate": ("leangen.cli.generate", "Generate images from a checkpoint or preset."),
-    "eval": ("leangen.cli.eval", "Compute metrics (FID/KID/PR) of a generator against a dataset."),
+    "generate": ("leangen.cli.generate", "Generate images (generators, likelihood models) or translate label maps."),
+    "eval": ("leangen.cli.eval", "Compute metrics: FID/KID/PR, bits/dim, PSNR, teacher agreement."),
     "export": ("leangen.cli.export", "Export a generator to ONNX and check it in ONNX Runtime."),
     "demo": ("leangen.cli.demo", "Train a tiny generator on OpenMoji on CPU, sample, evaluate, profile."),
 }
@@ -59,7 +59,7 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="leangen")
 def cli() -> None:
-    """leangen: efficient image generation — train, sample, evaluate, profile, compress and deploy.
+    """leangen: efficient image generation — train, sample, evaluate, profile and export.
 
     \b
     Examples:
@@ -67,7 +67,7 @@ def cli() -> None:
       leangen profile pixelfolder-256 cips-256 stylegan2-256 --json
       leangen dataset create --source openmoji --dest data/openmoji-32.zip --resolution 32
       leangen train --preset stylegan2-tiny32 --data data/openmoji-32.zip --kimg 20
-      leangen generate --network runs/00000-stylegan2-tiny32 --seeds 0-15 --grid --outdir out
+      leangen generate --network runs/00000-stylegan2-tiny32-openmoji-32 --seeds 0-15 --grid --outdir out
 
     CPU memory freed by one step is kept for the next (no page faults on large activations; see
     leangen.utils.allocator); LEANGEN_CPU_ALLOCATOR=default keeps the C library's defaults.

@@ -81,7 +81,7 @@ def command(models: tuple[str, ...], networks: tuple[str, ...], as_json: bool, d
       leangen profile stylegan2-256
       leangen profile pixelfolder-256 cips-256 stylegan2-256 --device cpu --threads 2
       leangen profile pixelfolder-256 --device cuda --batch 16 --dtype bf16 --json
-      leangen profile runs/00000-stylegan2-tiny32 --network runs/00001-pixelfolder-tiny32
+      leangen profile runs/00000-stylegan2-tiny32-openmoji-32 --network runs/00001-pixelfolder-tiny32-openmoji-32
     """
     from leangen.profile import profile_models
 

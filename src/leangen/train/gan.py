@@ -1,4 +1,4 @@
-"""The GAN objective shared by every style-based generator in leangen (StyleGAN2, CIPS, PixelFolder, StyleNAT).
+"""The GAN objective shared by every style-based generator in leangen (StyleGAN2, CIPS, PixelFolder).
 
 StyleGAN2's recipe, written from the papers (Karras et al. 2020; Zhao et al. 2020 for DiffAugment):
 
