@@ -1,8 +1,6 @@
 """``leangen eval``: named metrics of a saved model (generator, likelihood model or translator) on a dataset split."""
 from __future__ import annotations
 
-import importlib
-import inspect
 import json
 import sys
 import warnings
@@ -11,7 +9,7 @@ from typing import Any
 
 import click
 
-from leangen.cli.common import device_option, fail, note_kept
+from leangen.cli.common import device_option, fail, load_model, note_kept
 
 # What a model kind is measured with, and on which split, unless told otherwise. Generators follow StyleGAN's
 # protocol (generated images against the whole dataset); the others are scored on held-out validation data.
@@ -42,42 +40,14 @@ def _default_run_dir(network: str) -> Path | None:
 
 
 def _load(what: str, source: str, device: Any) -> Any:
-    import leangen
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            model = leangen.load(source, device=device)
-        except (FileNotFoundError, ValueError, KeyError) as e:
-            fail(f"cannot load {what} {source!r}: {e}")
-    for w in caught:
-        if "randomly initialized" in str(w.message):
-            click.echo(f"note: {w.message}", err=True)
-    return model
+    return load_model(source, device, ("generator", "likelihood", "translator"), f"leangen eval {what}")
 
 
-def _open_data(data: str, model: Any, split: str, explicit: bool, cache_dir: str | None) -> tuple[Any, str]:
-    """``(dataset, split)``: the split from ``leangen.tasks.open_eval_data`` when the tasks module is there and knows
-    the model's kind; otherwise the whole source (``open_dataset``)."""
-    from leangen.data import dataset as ds
+def _open_data(data: str, model: Any, split: str, cache_dir: str | None) -> Any:
+    """The ``split`` of ``data`` that ``model`` is measured on (``leangen.tasks.open_eval_data``)."""
+    from leangen.tasks import open_eval_data
 
-    resolution = getattr(model, "img_resolution", None)
-    try:
-        tasks: Any = importlib.import_module("leangen.tasks")
-    except ModuleNotFoundError as e:
-        if e.name != "leangen.tasks":
-            raise
-        tasks = None
-    open_eval = getattr(tasks, "open_eval_data", None)
-    # Tasks dispatch on ``model.kind``; a bare module (no kind) can only be measured on the whole source.
-    if open_eval is not None and getattr(model, "kind", None) in ("generator", "likelihood", "translator"):
-        kwargs = {"cache_dir": cache_dir} if "cache_dir" in inspect.signature(open_eval).parameters else {}
-        return open_eval(data, model, split, resolution, **kwargs), split
-    if split != "all":
-        if explicit:
-            fail(f"--split {split} needs leangen.tasks.open_eval_data, which is not available here; use --split all")
-        click.echo(f"note: no train/val splits available; measuring on all of {data}", err=True)
-    return ds.open_dataset(data, resolution=resolution), "all"
+    return open_eval_data(data, model, split, getattr(model, "img_resolution", None), cache_dir=cache_dir)
 
 
 def _sizes(protocol: dict[str, Any]) -> str:
@@ -163,7 +133,7 @@ def command(network: str, data: str | None, metrics: list[str] | None, split: st
     dataset = None
     if data is not None:
         try:
-            dataset, chosen_split = _open_data(data, model, chosen_split, split is not None, cache_dir)
+            dataset = _open_data(data, model, chosen_split, cache_dir)
         except (FileNotFoundError, ValueError, OSError) as e:
             fail(f"cannot open --data {data!r}: {e}")
     try:

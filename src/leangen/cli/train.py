@@ -173,7 +173,7 @@ def command(preset: str | None, data: str | None, outdir: str | None, kimg: floa
     except (ValueError, FileNotFoundError, NotADirectoryError) as e:
         fail(str(e))
         return
-    if result.status == "interrupted":
+    if result.status in ("interrupted", "aborted"):
         sys.exit(130)  # the conventional status after Ctrl-C; the snapshot and the resume hint are already out
 
 
