@@ -89,3 +89,12 @@ def test_eval_bpd_on_the_validation_split(runs_dir: dict[str, Path]) -> None:
     assert record["protocol"]["split"] == "val" and 0 < record["results"]["bpd"] <= 8
     code, out = invoke(["eval", "--network", str(run), "--data", "openmoji-32-n64", "--metrics", "bpd,fidd", "--dry-run"])
     assert code != 0 and "fidd" in out
+
+
+def test_profile_covers_every_kind() -> None:
+    code, out = invoke(["profile", "independent-pixels-32", "conv-translator-tiny32", "--device", "cpu",
+                        "--repeats", "2", "--json"])
+    assert code == 0, out
+    rows = {r["name"] if "name" in r else r["model"]: r for r in json.loads(out[out.index("["):])}
+    assert rows["independent-pixels-32"]["params"] == 3 * 32 * 32 * 256
+    assert rows["conv-translator-tiny32"]["params"] > 0 and rows["conv-translator-tiny32"]["latency_ms"] > 0

@@ -256,6 +256,15 @@ class LikelihoodModel(PretrainedModel):
     def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
         raise NotImplementedError
 
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """``log_prob`` (so profilers and exporters see the scoring pass as the forward)."""
+        return self.log_prob(images)
+
+    def example_inputs(self, batch: int) -> tuple[torch.Tensor]:
+        """Seeded random images ``[batch, C, R, R]`` of the model's bit depth, for profiling."""
+        shape = (batch, self.img_channels, self.img_resolution, self.img_resolution)
+        return (torch.randint(0, 2 ** self.bits, shape, generator=torch.Generator().manual_seed(0), dtype=torch.uint8),)
+
     def bits_per_dim(self, images: torch.Tensor) -> torch.Tensor:
         """``-log2 p(x) / (C * H * W)`` per image ``[B]`` (float64)."""
         dims = images[0].numel()
@@ -292,6 +301,11 @@ class Translator(PretrainedModel):
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
             raise ValueError(f"label ids must be in 0..{self.num_classes - 1}, got {int(labels.min())}.."
                              f"{int(labels.max())}")
+
+    def example_inputs(self, batch: int) -> tuple[torch.Tensor]:
+        """Seeded random label maps ``[batch, R, R]``, for profiling."""
+        res = self.img_resolution
+        return (torch.randint(0, self.num_classes, (batch, res, res), generator=torch.Generator().manual_seed(0)),)
 
     @torch.no_grad()
     def translate(self, labels: torch.Tensor, output_type: OutputType = "pt", batch_size: int = 16) -> Any:

@@ -69,10 +69,10 @@ def _resolve(spec: str | os.PathLike | nn.Module, device: torch.device) -> _Item
     def build(dev: torch.device) -> nn.Module:
         # Built directly on the target device: parameters are never created twice (CIPS-1024 holds 2.2 GB).
         with torch.device(dev):
-            return preset.build("G")
+            return preset.build(preset.main_component)
 
     with torch.device("meta"):
-        meta = preset.build("G").eval()
+        meta = preset.build(preset.main_component).eval()
     return _Item(preset.name, preset.family, preset.task, preset.resolution, build, meta=meta)
 
 
