@@ -212,3 +212,16 @@ def test_split_views_forward_batches_and_fingerprints(cache: Path) -> None:
     assert b["image"].shape == (2, 3, RES, RES) and b["condition"].shape == (2, RES, RES)
     assert torch.equal(b["image"][1], ds[int(va.indices[1])]["image"])
     assert tr.fingerprint() != va.fingerprint() and va.fingerprint().startswith(ds.fingerprint())
+
+
+def test_load_passes_over_a_damaged_newest_snapshot(tmp_path: Path) -> None:
+    run = train(opts(tmp_path, "independent-pixels-32", "openmoji-32-n64", steps=4, metrics=[])).run_dir
+    older, newest = runs.list_snapshots(run)[-2:]
+    weights_file = newest / "model" / "model.safetensors"
+    weights_file.write_bytes(weights_file.read_bytes()[:-8] + b"\0" * 8)  # same size, other bytes
+    with pytest.warns(UserWarning, match="passed over"):
+        model = leangen.load(run)
+    expected = leangen.load(older)
+    assert torch.equal(model.logits, expected.logits)
+    with pytest.raises(runs.CorruptSnapshotError, match="model.safetensors"):
+        leangen.load(newest)

@@ -27,7 +27,8 @@ def load(source: str | os.PathLike, device: str | torch.device = "cpu", role: st
     - saved model folder (``config.json`` + ``model.safetensors``): loaded as is;
     - snapshot folder: the module users load (its ``index.json`` names it: ``G_ema`` for GANs, ``model`` for
       likelihood models...), or the module ``role`` (``G``, ``D``; a frozen ``teacher`` comes from its recorded path);
-    - run directory (``runs/00000-...``): its latest snapshot, as above;
+    - run directory (``runs/00000-...``): its newest intact snapshot, as above (damaged newer ones are passed
+      over with a warning);
     - preset name (``stylegan2-256``): a randomly initialized model, with a warning.
 
     What comes back is a generator (``.generate(seeds)``), a likelihood model (``.log_prob``, ``.generate``) or a
@@ -42,11 +43,24 @@ def load(source: str | os.PathLike, device: str | torch.device = "cpu", role: st
     if path.exists():
         if (path / CONFIG_NAME).is_file():
             return PretrainedModel.from_pretrained(path, device=dev)
-        snap = path if (path / runs.STATE_NAME).is_file() or (path / "G_ema").is_dir() else runs.latest_snapshot(path)
-        if snap is None:
+        if (path / runs.STATE_NAME).is_file() or (path / "G_ema").is_dir():
+            return _load_from_snapshot(path, role, dev)
+        snaps = runs.list_snapshots(path)
+        if not snaps:
             raise FileNotFoundError(f"{path} holds no leangen model: expected a saved model ({CONFIG_NAME}), "
                                     f"a snapshot, or a run directory with checkpoints")
-        return _load_from_snapshot(snap, role, dev)
+        damaged = []
+        for snap in reversed(snaps):  # the newest snapshot whose files pass their checksums
+            try:
+                model = _load_from_snapshot(snap, role, dev)
+            except runs.CorruptSnapshotError as e:
+                damaged.append(f"{snap.name} ({e})")
+                continue
+            if damaged:
+                warnings.warn(f"loaded {snap}, the newest intact snapshot; passed over {'; '.join(damaged)}",
+                              stacklevel=2)
+            return model
+        raise runs.CorruptSnapshotError(f"no intact snapshot in {path}: {'; '.join(damaged)}")
     from leangen.registry import get_preset
 
     try:
