@@ -48,30 +48,33 @@ def test_generate_samples_a_likelihood_model(runs_dir: dict[str, Path], tmp_path
     assert code == 1 and "holds a likelihood model: --trunc does not apply" in out
 
 
-def test_generate_translates_label_maps(runs_dir: dict[str, Path], tmp_path: Path) -> None:
+def test_translate_writes_the_input_names_and_generate_points_to_it(runs_dir: dict[str, Path],
+                                                                     tmp_path: Path) -> None:
     run = str(runs_dir["conv-translator-tiny32"])
     labels = tmp_path / "labels"
     labels.mkdir()
     rng = np.random.default_rng(0)
     for name in ("a", "b"):
         Image.fromarray(rng.integers(0, 9, (32, 32), dtype=np.uint8), mode="L").save(labels / f"{name}.png")
-    code, out = invoke(["generate", "--network", run, "--input", str(labels), "--outdir", str(tmp_path / "o")])
+    code, out = invoke(["translate", "--network", run, "--input", str(labels), "--outdir", str(tmp_path / "o")])
     assert code == 0, out
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["a.png", "b.png"]
     code, out = invoke(["generate", "--network", run, "--outdir", str(tmp_path / "o")])
-    assert code == 1 and "give the label maps with --input" in out
+    assert code == 1 and "holds a translator" in out and "leangen translate" in out
     Image.fromarray(np.full((32, 32), 12, dtype=np.uint8), mode="L").save(labels / "c.png")
-    code, out = invoke(["generate", "--network", run, "--input", str(labels / "c.png"), "--outdir", str(tmp_path)])
-    assert code == 1 and "label ids must be in 0..8" in out
+    code, out = invoke(["translate", "--network", run, "--input", str(labels), "--outdir", str(tmp_path / "p")])
+    assert code == 1 and "label ids must be in 0..8" in out and "c.png" in out
+    assert not (tmp_path / "p").exists()  # validated before anything is written
     Image.new("RGB", (32, 32)).save(labels / "d.png")
-    code, out = invoke(["generate", "--network", run, "--input", str(labels / "d.png"), "--outdir", str(tmp_path)])
+    code, out = invoke(["translate", "--network", run, "--input", str(labels / "d.png"), "--outdir", str(tmp_path)])
     assert code == 1 and "RGB image" in out and "d.png" in out
 
 
 def test_wrong_kind_of_model_is_one_line(runs_dir: dict[str, Path], tmp_path: Path) -> None:
     run = runs_dir["conv-translator-tiny32"]
-    code, out = invoke(["export", "--network", str(run), "--out", str(tmp_path / "x.onnx")])
-    assert code == 1 and "holds a translator" in out and "needs an image generator" in out
+    likelihood = str(runs_dir["independent-pixels-32"])
+    code, out = invoke(["export", "--network", likelihood, "--out", str(tmp_path / "x.onnx")])
+    assert code == 1 and "holds a likelihood model" in out and "needs an image generator or a translator" in out
     assert len(out.strip().splitlines()) == 1
     snap = sorted((run / "checkpoints").iterdir())[-1]
     code, out = invoke(["generate", "--network", str(snap / "D"), "--outdir", str(tmp_path)])

@@ -26,7 +26,7 @@ import torch
 from leangen.data.batch import Batch, collate, item_image
 from leangen.data.splits import train_val
 
-_BUILTIN_RE = re.compile(r"openmoji(?P<seg>-seg)?(?:-(?P<res>\d+))?(?:-n(?P<n>\d+))?")
+_BUILTIN_RE = re.compile(r"openmoji(?P<seg>-seg|-edges)?(?:-(?P<res>\d+))?(?:-n(?P<n>\d+))?")
 
 
 def is_builtin(source: str) -> bool:
@@ -52,13 +52,18 @@ def open_source(source: Any, resolution: int | None = None, *, cache_dir: str | 
             raise ValueError(f"{source!r} is at {res}px but the model works at {resolution}px")
         n = int(m["n"]) if m["n"] else None
         if m["seg"]:
-            from leangen.data.paired import openmoji_seg
+            from leangen.data.paired import openmoji_edges, openmoji_seg
 
-            return openmoji_seg(res, max_images=n, cache_dir=cache_dir)
+            build = openmoji_edges if m["seg"] == "-edges" else openmoji_seg
+            return build(res, max_images=n, cache_dir=cache_dir)
         from leangen.data.dataset import ImageDataset
         from leangen.data.openmoji import openmoji_zip
 
         return ImageDataset(openmoji_zip(res, cache_dir=cache_dir, max_images=n), res)
+    from leangen.data.paired_folders import is_pairs_folder, open_pairs
+
+    if is_pairs_folder(path):  # a paired folder (``leangen dataset create-pairs``)
+        return open_pairs(path)
     from leangen.data.dataset import open_dataset
 
     return open_dataset(source, resolution=resolution, cache_dir=cache_dir)
@@ -121,9 +126,10 @@ class Task:
         """``ValueError`` when the first batch does not fit the model (checked once, on the first batch)."""
         res = getattr(model, "img_resolution", None)
         ch = getattr(model, "img_channels", 3)
-        if res is not None and tuple(batch.image.shape[1:]) != (ch, res, res):
+        width = getattr(model, "img_width", res)  # non-square translators (Cityscapes 1:2) give their width
+        if res is not None and tuple(batch.image.shape[1:]) != (ch, res, width):
             raise ValueError(f"dataset images are {tuple(batch.image.shape[1:])} but the model makes "
-                             f"({ch}, {res}, {res}); recreate the dataset at {res}px")
+                             f"({ch}, {res}, {width}); recreate the dataset at {res}px")
 
     def preview_inputs(self, data: TaskData, n: int) -> dict[str, Any]:
         """Inputs of the sample grids: ``{"seeds": [...]}`` or ``{"batch": Batch}``; fixed for the whole run."""

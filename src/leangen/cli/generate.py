@@ -2,8 +2,9 @@
 
 - a generator (z -> image): one image per seed (``seed0000.png``, StyleGAN naming), with truncation, noise mode,
   stages and other sizes where the model supports them;
-- a likelihood model: one sample per seed, with a sampling ``--temperature``;
-- a translator (label map -> image): one image per label map given with ``--input`` (``<name>.png``).
+- a likelihood model: one sample per seed, with a sampling ``--temperature``.
+
+Translators (label map -> image) have their own verb, ``leangen translate``.
 
 Randomness comes from one CPU generator per seed, so a seed gives the same image on any device and batch size.
 """
@@ -77,18 +78,15 @@ def stage_strip(stages: list[torch.Tensor], size: int) -> torch.Tensor:
               help="Render at another resolution (CIPS): --size 512, --size 256 512 or --size 256x512.")
 @click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="Likelihood models: sampling temperature (< 1: sharper, less varied).")
-@click.option("--input", "input_path", type=click.Path(exists=True), default=None, metavar="PNG|DIR",
-              help="Translators: label map(s) to translate, as indexed or greyscale PNGs whose pixel values are "
-                   "class ids (a file, or every .png in a folder).")
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True,
               help="Images per forward pass (memory, not results: a seed gives the same image at any batch).")
 @device_option
 @click.pass_context
 def command(ctx: click.Context, network: str, seeds: str, truncation: float, noise_mode: str, outdir: str,
-            grid: bool, stages: bool, size: str | None, temperature: float, input_path: str | None, batch: int,
+            grid: bool, stages: bool, size: str | None, temperature: float, batch: int,
             device: torch.device) -> None:
-    """Generate images: DIR/seed0000.png per seed (generators, likelihood models) or DIR/<name>.png per input
-    label map (translators), optionally grid.png.
+    """Generate images: DIR/seed0000.png per seed (generators, likelihood models), optionally grid.png.
+    Translators: use `leangen translate`.
 
     \b
     Examples:
@@ -98,7 +96,6 @@ def command(ctx: click.Context, network: str, seeds: str, truncation: float, noi
       leangen generate --network saved/cips --seeds 0-3 --size 512 --outdir out/cips512
       leangen generate --network saved/cips --seeds 0 --size 256 1024 --outdir out/panorama
       leangen generate --network runs/00001-independent-pixels-32-openmoji-32 --seeds 0-15 --temperature 0.9 --outdir out
-      leangen generate --network runs/00002-conv-translator-tiny32-openmoji-seg-32 --input labels/ --outdir out
     """
     import numpy as np
     from PIL import Image
@@ -118,23 +115,19 @@ def command(ctx: click.Context, network: str, seeds: str, truncation: float, noi
             fail(str(e))
 
     model = load_model(network, device, ("generator", "likelihood", "translator"), "leangen generate")
-    given = [f"--{name.replace('_', '-')}" for name in ("truncation", "noise_mode", "stages", "size", "temperature",
-                                                          "input_path")
+    if model.kind == "translator":
+        fail(f"{network} holds a translator (label map -> image): use `leangen translate --network {network} "
+             f"--input PNG|DIR --outdir {outdir}`")
+    given = [f"--{name.replace('_', '-')}" for name in ("truncation", "noise_mode", "stages", "size", "temperature")
              if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
     allowed = {"generator": {"--truncation", "--noise-mode", "--stages", "--size"},
-               "likelihood": {"--temperature"}, "translator": {"--input-path"}}[model.kind]
-    wrong = [g.replace("--truncation", "--trunc").replace("--input-path", "--input") for g in given
-             if g not in allowed]
+               "likelihood": {"--temperature"}}[model.kind]
+    wrong = [g.replace("--truncation", "--trunc") for g in given if g not in allowed]
     if wrong:
         fail(f"{network} holds {KIND_NAMES[model.kind]}: {', '.join(wrong)} does not apply to it")
     out = Path(outdir)
     if model.kind == "likelihood":
         _sample(model, seed_list, temperature, out, grid)
-        return
-    if model.kind == "translator":
-        if input_path is None:
-            fail(f"{network} holds a translator (label map -> image): give the label maps with --input PNG|DIR")
-        _translate(model, Path(input_path), out, grid, batch, device)  # type: ignore[arg-type]
         return
     G = model
 
@@ -204,37 +197,3 @@ def _save_all(images: torch.Tensor, names: list[str], out: Path, grid: bool) -> 
 def _sample(model: Any, seeds: list[int], temperature: float, out: Path, grid: bool) -> None:
     images = model.generate(seeds, temperature=temperature, output_type="pt")
     _save_all(images, [f"seed{s:04d}" for s in seeds], out, grid)
-
-
-def read_label_maps(path: Path) -> tuple[torch.Tensor, list[str]]:
-    """Indexed or greyscale PNG(s) -> int64 ``[N, H, W]`` class ids and their names; ``ValueError`` naming the file
-    for colour images or maps of different sizes."""
-    import numpy as np
-    from PIL import Image
-
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".png") if path.is_dir() else [path]
-    if not files:
-        raise ValueError(f"no .png label maps in {path}")
-    maps = []
-    for f in files:
-        try:
-            with Image.open(f) as im:
-                if im.mode not in ("P", "L", "I", "I;16"):
-                    raise ValueError(f"{f}: a {im.mode} image; label maps are indexed (P) or greyscale (L) PNGs "
-                                     f"whose pixel values are class ids")
-                maps.append(np.asarray(im, dtype=np.int64))
-        except OSError as e:
-            raise ValueError(f"{f}: not a readable PNG ({e})") from None
-        if maps[-1].shape != maps[0].shape:
-            raise ValueError(f"{f} is {maps[-1].shape[1]}x{maps[-1].shape[0]} but {files[0]} is "
-                             f"{maps[0].shape[1]}x{maps[0].shape[0]}; give label maps of one size")
-    return torch.from_numpy(np.stack(maps)), [f.stem for f in files]
-
-
-def _translate(model: Any, path: Path, out: Path, grid: bool, batch: int, device: torch.device) -> None:
-    try:
-        labels, names = read_label_maps(path)
-        images = model.translate(labels, batch_size=batch)
-    except ValueError as e:
-        fail(str(e))
-    _save_all(images, names, out, grid)

@@ -16,9 +16,11 @@ VERBS: dict[str, tuple[str, str]] = {
     "profile": ("leangen.cli.profile", "Measure params, GMACs, peak memory, latency and throughput."),
     "dataset": ("leangen.cli.dataset", "Create and inspect datasets (folders, zips, built-in OpenMoji)."),
     "train": ("leangen.cli.train", "Train a model preset on a dataset."),
-    "generate": ("leangen.cli.generate", "Generate images (generators, likelihood models) or translate label maps."),
+    "generate": ("leangen.cli.generate", "Generate images (generators, likelihood models)."),
+    "translate": ("leangen.cli.translate", "Translate label maps into images with a translator (ASAP-Net, ...)."),
     "eval": ("leangen.cli.eval", "Compute metrics: FID/KID/PR, bits/dim, PSNR, teacher agreement."),
     "export": ("leangen.cli.export", "Export a generator to ONNX and check it in ONNX Runtime."),
+    "compress": ("leangen.cli.compress", "Condense, prune and distill a trained translator; report size and speed."),
     "demo": ("leangen.cli.demo", "Train a tiny generator on OpenMoji on CPU, sample, evaluate, profile."),
 }
 

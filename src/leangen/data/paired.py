@@ -7,13 +7,18 @@ with ids in ``0 .. num_classes - 1``. Items are ``{"image": ..., "condition": ..
 ``openmoji-seg`` is a minimal paired set made from the OpenMoji glyphs with no download: the label of a pixel is the
 nearest of ``OPENMOJI_SEG_CLASSES`` colour families (background white, outline black, grey, red, orange/yellow,
 green, blue, purple/pink, skin/brown) in RGB. OpenMoji draws with a small flat palette, so most pixels sit on a
-family colour; anti-aliased edges take the nearest one. The exact per-palette-colour label maps and the full paired
-dataset format (folders, A|B layout, palette files) are separate work.
+family colour; anti-aliased edges take the nearest one. (The font's CPAL palette has 29 distinct opaque colours;
+the classes stay these 9 families, which other presets and tests build on.)
+
+``openmoji-edges`` pairs the boundary map of those classes (class 1 where a 4-neighbour has another class, class 0
+elsewhere) with the glyph: edges -> image. Both built-ins split train/validation like every paired set (fixed
+90/10 by name, ``leangen.data.splits``). On-disk paired folders: ``leangen.data.paired_folders``.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -119,3 +124,54 @@ def openmoji_seg(resolution: int, *, max_images: int | None = None,
     suffix = f"-n{max_images}" if max_images is not None else ""
     return PairedDataset(images, labels, names=list(glyphs.names), classes=[n for n, _ in OPENMOJI_SEG_CLASSES],
                          palette=palette, name=f"openmoji-seg-{resolution}{suffix}", metadata=meta)
+
+
+def openmoji_edges(resolution: int, *, max_images: int | None = None,
+                   cache_dir: str | os.PathLike | None = None) -> PairedDataset:
+    """The built-in ``openmoji-edges`` pairs: the class-boundary map of ``openmoji-seg`` (0 background, 1 edge) ->
+    glyph."""
+    from leangen.ops.labels import instance_edges
+
+    seg = openmoji_seg(resolution, max_images=max_images, cache_dir=cache_dir)
+    edges = instance_edges(seg.labels)[:, 0].long()
+    suffix = f"-n{max_images}" if max_images is not None else ""
+    meta = dict(seg.metadata, paired="openmoji-edges: boundaries of the openmoji-seg colour classes")
+    return PairedDataset(seg.images, edges, names=seg.names, classes=["background", "edge"],
+                         palette=[(255, 255, 255), (0, 0, 0)], name=f"openmoji-edges-{resolution}{suffix}",
+                         metadata=meta)
+
+
+def label_map_files(path: Path) -> list[Path]:
+    """``path`` itself, or every ``.png`` in the folder ``path`` (sorted); ``ValueError`` when there is none."""
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".png") if path.is_dir() else [path]
+    if not files:
+        raise ValueError(f"no .png label maps in {path}")
+    return files
+
+
+def read_label_map(file: Path) -> np.ndarray:
+    """One indexed (P) or greyscale (L, I) PNG -> int64 ``[H, W]`` class ids; ``ValueError`` naming the file for
+    colour images and unreadable files."""
+    from PIL import Image
+
+    try:
+        with Image.open(file) as im:
+            if im.mode not in ("P", "L", "I", "I;16"):
+                raise ValueError(f"{file}: a {im.mode} image; label maps are indexed (P) or greyscale (L) PNGs "
+                                 f"whose pixel values are class ids")
+            return np.asarray(im, dtype=np.int64)
+    except OSError as e:
+        raise ValueError(f"{file}: not a readable PNG ({e})") from None
+
+
+def read_label_maps(path: Path) -> tuple[torch.Tensor, list[str]]:
+    """Indexed or greyscale PNG(s) (a file or a folder) -> int64 ``[N, H, W]`` class ids and their names;
+    ``ValueError`` naming the file for colour images or maps of different sizes."""
+    files = label_map_files(path)
+    maps = []
+    for f in files:
+        maps.append(read_label_map(f))
+        if maps[-1].shape != maps[0].shape:
+            raise ValueError(f"{f} is {maps[-1].shape[1]}x{maps[-1].shape[0]} but {files[0]} is "
+                             f"{maps[0].shape[1]}x{maps[0].shape[0]}; give label maps of one size")
+    return torch.from_numpy(np.stack(maps)), [f.stem for f in files]

@@ -16,11 +16,7 @@ from torch import nn
 from torch.nn.utils import spectral_norm
 
 from leangen.models.base import PretrainedModel, Translator, register_model
-
-
-def one_hot_labels(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """int ``[B, H, W]`` -> float ``[B, num_classes, H, W]``."""
-    return F.one_hot(labels.long(), num_classes).permute(0, 3, 1, 2).float()
+from leangen.ops.labels import one_hot_labels
 
 
 class _ResBlock(nn.Module):
@@ -78,7 +74,7 @@ class PatchDiscriminator(PretrainedModel):
         self.head = spectral_norm(nn.Conv2d(chans[-1], 1, 4, padding=1))
 
     def forward(self, labels: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        x = torch.cat([one_hot_labels(labels, self.num_classes).to(image.dtype), image], dim=1)
+        x = torch.cat([one_hot_labels(labels, self.num_classes, image.dtype), image], dim=1)
         feats = []
         for conv in self.convs:
             x = F.leaky_relu(conv(x), 0.2)

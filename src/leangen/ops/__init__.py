@@ -10,6 +10,8 @@
 - ``mapping``: the 8-layer mapping network z -> w with a tracked w average for truncation
 - ``coords``: coordinate grids and learned Fourier features
 - ``fold``: pixel folding / unfolding (space-to-depth in PixelFolder's channel order)
+- ``neighborhood``: 2-D (dilated) neighborhood attention with a relative bias, NATTEN's semantics, several backends
+  (``neighborhood_tiled``, ``neighborhood_flex``), and the NA / Hydra-NA / full relative-bias attention modules
 """
 from leangen.ops.channels import stylegan2_channels
 from leangen.ops.conv_layer import ConvLayer

@@ -38,6 +38,8 @@ class DistillObjective(Objective):
         "betas": [0.0, 0.99],
         "output_weight": 1.0,      # L1 between student and teacher outputs
         "gan_weight": 0.0,         # adversarial term on the data (needs a D component)
+        "init": None,              # saved model to start the student from (e.g. a pruned model); None: random
+        "feature_weight": 0.0,     # MSE on the norm outputs of the kept channels (init saved by ``leangen compress``)
     }
 
     def build(self, preset: "Preset", runtime: "Runtime", options: "TrainOptions") -> None:
@@ -59,9 +61,14 @@ class DistillObjective(Objective):
             if getattr(G, attr, None) != getattr(teacher, attr, None):
                 raise ValueError(f"student and teacher differ in {attr}: {getattr(G, attr, None)} vs "
                                  f"{getattr(teacher, attr, None)}")
+        if hp["init"]:
+            _init_student(G, leangen.load(Path(hp["init"]).expanduser()), str(hp["init"]))
         self.G = G.to(runtime.device).train()
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.output_weight, self.gan_weight = float(hp["output_weight"]), float(hp["gan_weight"])
+        self.feature_weight = float(hp["feature_weight"])
+        if self.feature_weight > 0:
+            self._features = _FeaturePairs(self.G, self.teacher, hp["init"])
         betas = tuple(float(b) for b in hp["betas"])
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=float(hp["lr"]), betas=betas)  # type: ignore[arg-type]
         self.D: nn.Module | None = None
@@ -109,6 +116,10 @@ class DistillObjective(Objective):
             out = self._run(self.G, inputs).float()
             l1 = (out - target).abs().mean()
             loss = self.output_weight * l1
+            if self.feature_weight > 0:
+                feat = self._features.loss()
+                loss = loss + self.feature_weight * feat
+                stats["feature_mse"] = feat.detach()
             if self.D is not None:
                 loss_adv = g_loss("nonsat", self._d(out, batch).float())
                 loss = loss + self.gan_weight * loss_adv
@@ -134,3 +145,51 @@ class DistillObjective(Objective):
         if "seeds" in inputs:
             return self.G_ema.generate(list(inputs["seeds"]), noise_mode="const", output_type="pt")  # type: ignore[operator]
         return self.G_ema.translate(inputs["batch"].condition, output_type="pt")  # type: ignore[operator]
+
+
+def _init_student(G: nn.Module, init: nn.Module, source: str) -> None:
+    """Load the weights of ``init`` into the freshly built student ``G``; they must be the same type and shapes."""
+    from leangen.models.base import check_weights
+
+    if getattr(init, "model_type", None) != getattr(G, "model_type", None):
+        raise ValueError(f"init {source} holds a {getattr(init, 'model_type', '?')!r}, the student is a "
+                         f"{getattr(G, 'model_type', '?')!r}")
+    state = init.state_dict()
+    check_weights(G, state, source)  # names the first tensor whose shape differs (e.g. other pruned widths)
+    G.load_state_dict(state)
+
+
+class _FeaturePairs:
+    """Forward hooks recording the output of every norm that scores a prunable width (``channel_groups()``) in the
+    student and the teacher; ``loss()`` is the mean MSE between each student output and the teacher's output on the
+    channels the student kept. The kept indices come from the pruned model's config.json (``kept_channels``)."""
+
+    def __init__(self, student: nn.Module, teacher: nn.Module, init: Any) -> None:
+        import json
+
+        if not init or not callable(getattr(student, "channel_groups", None)):
+            raise ValueError("feature_weight > 0 needs a prunable student started from a pruned model (init=PATH)")
+        meta = json.loads((Path(init).expanduser() / "config.json").read_text())
+        if "kept_channels" not in meta:
+            raise ValueError(f"{init} does not record which teacher channels it kept (prune with leangen compress)")
+        self.kept = [torch.tensor(k, dtype=torch.long) for k in meta["kept_channels"]]
+        self.pairs = [(norm, group.index) for group in student.channel_groups() for norm in group.norms]
+        self.out: dict[str, dict[str, torch.Tensor]] = {"student": {}, "teacher": {}}
+        for role, model in (("student", student), ("teacher", teacher)):
+            mods = dict(model.named_modules())
+            for norm, _ in self.pairs:
+                mods[norm].register_forward_hook(self._hook(self.out[role], norm))
+
+    @staticmethod
+    def _hook(store: dict[str, torch.Tensor], name: str) -> Any:
+        def hook(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+            store[name] = output
+        return hook
+
+    def loss(self) -> torch.Tensor:
+        s, t = self.out["student"], self.out["teacher"]
+        terms = [(s[n].float() - t[n].float().index_select(1, self.kept[g].to(t[n].device))).pow(2).mean()
+                 for n, g in self.pairs]
+        s.clear()
+        t.clear()
+        return torch.stack(terms).mean()

@@ -12,7 +12,8 @@ StyleGAN2's recipe, written from the papers (Karras et al. 2020; Zhao et al. 202
 - Adam with lazy-regularization scaling: ``lr * c`` and ``betas ** c`` with ``c = interval / (interval + 1)``
   (G uses ``pl_interval``, D ``r1_interval``), since each regularized step takes one more optimizer step;
 - ``G.map(z, update_w_avg=True)`` in the generator phase keeps ``mapping.w_avg`` (truncation centre) current;
-- optional DiffAugment on everything D sees.
+- optional DiffAugment on everything D sees;
+- optional clipping of D's global gradient norm (``d_grad_clip``, StyleNAT's set-up).
 
 Only the ``StyleGenerator`` interface is used (``map``, ``synthesis``, ``num_ws``, ``z_dim``), never a family.
 The losses and the lazy Adam live in ``leangen.train.losses`` (shared with the other adversarial objectives).
@@ -56,6 +57,7 @@ class GANObjective(Objective):
         "pl_batch_shrink": 2,       # path length on batch / N samples
         "style_mixing": 0.0,        # probability of mixing two latents
         "diffaugment": "none",      # DiffAugment policy: color,translation,cutout | none
+        "d_grad_clip": 0.0,         # clip D's global gradient norm (StyleNAT/StyleSwin: 5.0); 0 disables
     }
 
     # -- set-up ---------------------------------------------------------------------------------------------------
@@ -81,6 +83,7 @@ class GANObjective(Objective):
         self.pl_weight, self.pl_interval = float(hp["pl_weight"]), max(1, int(hp["pl_interval"]))
         self.pl_decay, self.pl_batch_shrink = float(hp["pl_decay"]), max(1, int(hp["pl_batch_shrink"]))
         self.style_mixing = float(hp["style_mixing"])
+        self.d_grad_clip = float(hp["d_grad_clip"])
         lr = float(hp["lr"])
         betas = [float(b) for b in hp["betas"]]
         self.opt_G = lazy_adam(self.G.parameters(), float(hp["g_lr"] or lr), betas, self.pl_interval)
@@ -165,7 +168,7 @@ class GANObjective(Objective):
             logits_fake = D(self.augment(fake)).float()
             logits_real = D(self.augment(reals)).float()
         loss_D = d_loss("nonsat", logits_real, logits_fake)
-        self.optimizer_step(self.opt_D, D, loss_D)
+        self.optimizer_step(self.opt_D, D, loss_D, grad_clip=self.d_grad_clip)
         stats["loss_D"] = loss_D.detach()
         stats["D_real"] = logits_real.detach().mean()
         stats["D_fake"] = logits_fake.detach().mean()
@@ -176,7 +179,8 @@ class GANObjective(Objective):
             with rt.autocast():
                 logits = D(self.augment(real)).float()
             penalty = r1_penalty(logits, real)
-            self.optimizer_step(self.opt_D, D, penalty * (self.r1_gamma / 2) * self.r1_interval)
+            self.optimizer_step(self.opt_D, D, penalty * (self.r1_gamma / 2) * self.r1_interval,
+                                grad_clip=self.d_grad_clip)
             stats["r1_penalty"] = penalty.detach()
         G.requires_grad_(True)
         return stats

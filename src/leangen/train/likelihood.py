@@ -60,8 +60,11 @@ class LikelihoodObjective(Objective):
 
     def train_step(self, batch: "Batch", step: int) -> dict[str, torch.Tensor]:
         x = reduce_bits(batch.image_uint8, self.model.bits)
+        # A model may offer a cheaper unbiased training estimate (SPN: one random slice per image); bpd metrics
+        # always use the exact ``log_prob``.
+        loss_fn = getattr(self.model, "training_log_prob", self.model.log_prob)
         with self.rt.autocast():
-            nll = -self.model.log_prob(x).float().mean()
+            nll = -loss_fn(x).float().mean()
         self.optimizer_step(self.opt, self.model, nll, self.grad_clip)
         bpd = nll.detach() / (x[0].numel() * math.log(2))
         return {"bpd": bpd}

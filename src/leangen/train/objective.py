@@ -42,6 +42,7 @@ OBJECTIVES: dict[str, str] = {
     "likelihood": "leangen.train.likelihood:LikelihoodObjective",
     "paired_gan": "leangen.train.paired:PairedGANObjective",
     "distill": "leangen.train.distill:DistillObjective",
+    "condense": "leangen.train.condense:CondenseObjective",
 }
 ROLES = ("trained", "ema", "frozen")
 

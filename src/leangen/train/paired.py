@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 class PairedGANObjective(Objective):
     """Modules: ``G`` (translator, trained), ``G_ema`` (its EMA; the entry), ``D`` (trained when ``gan_weight > 0``).
 
-    ``D(labels, image)`` returns ``(logits, features)``.
+    ``D(labels, image)`` returns ``(logits, features)``; ``logits`` may be a list (one map per scale of a
+    multi-scale discriminator), whose losses are averaged over scales.
     """
 
     name: ClassVar[str] = "paired_gan"
@@ -37,6 +38,7 @@ class PairedGANObjective(Objective):
         "gan_weight": 1.0,         # 0: L1 regression only
         "l1_weight": 1.0,          # L1 to the target, in [-1, 1] units
         "fm_weight": 10.0,         # discriminator feature matching (pix2pixHD); only with gan_weight > 0
+        "perceptual_weight": 0.0,  # L1 on frozen TF-Inception features (leangen.train.perceptual); 0: off
     }
 
     def build(self, preset: "Preset", runtime: "Runtime", options: "TrainOptions") -> None:
@@ -53,6 +55,12 @@ class PairedGANObjective(Objective):
         self.D = build_component(preset, "D", options.overrides).to(runtime.device).train()
         self.gan_loss, self.gan_weight = str(hp["gan_loss"]), float(hp["gan_weight"])
         self.l1_weight, self.fm_weight = float(hp["l1_weight"]), float(hp["fm_weight"])
+        self.perceptual_weight = float(hp["perceptual_weight"])
+        self.perceptual = None
+        if self.perceptual_weight > 0:
+            from leangen.train.perceptual import InceptionPerceptual
+
+            self.perceptual = InceptionPerceptual(runtime.device)
         d_loss(self.gan_loss, torch.zeros(1), torch.zeros(1))  # fail early on an unknown loss name
         lr, betas = float(hp["lr"]), tuple(float(b) for b in hp["betas"])
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=float(hp["g_lr"] or lr), betas=betas)  # type: ignore[arg-type]
@@ -80,11 +88,15 @@ class PairedGANObjective(Objective):
             fake = G(labels).float()
             l1 = (fake - target).abs().mean()
             loss = self.l1_weight * l1
+            if self.perceptual is not None:
+                perceptual = self.perceptual(fake, target)
+                loss = loss + self.perceptual_weight * perceptual
+                stats["perceptual"] = perceptual.detach()
             if adversarial:
                 logits_fake, feats_fake = D(labels, fake)
                 with torch.no_grad():
                     _, feats_real = D(labels, target)
-                loss_adv = g_loss(self.gan_loss, logits_fake.float())
+                loss_adv = _over_scales(lambda lf: g_loss(self.gan_loss, lf.float()), logits_fake)
                 fm = feature_matching(feats_fake, feats_real)
                 loss = loss + self.gan_weight * loss_adv + self.fm_weight * fm
                 stats["loss_G_adv"], stats["fm"] = loss_adv.detach(), fm.detach()
@@ -97,7 +109,8 @@ class PairedGANObjective(Objective):
             with rt.autocast():
                 logits_real, _ = D(labels, target)
                 logits_fake, _ = D(labels, fake.detach())
-            loss_D = d_loss(self.gan_loss, logits_real.float(), logits_fake.float())
+            loss_D = _over_scales(lambda lr, lf: d_loss(self.gan_loss, lr.float(), lf.float()), logits_real,
+                                  logits_fake)
             self.optimizer_step(self.opt_D, D, loss_D)
             stats["loss_D"] = loss_D.detach()
         return stats
@@ -106,3 +119,10 @@ class PairedGANObjective(Objective):
     def preview(self, inputs: Mapping[str, Any]) -> torch.Tensor:
         batch: "Batch" = inputs["batch"]
         return self.G_ema.translate(batch.condition, output_type="pt")  # type: ignore[arg-type]
+
+
+def _over_scales(loss: Any, *logits: Any) -> torch.Tensor:
+    """``loss(*logits)`` for one logit map, or its mean over scales when the discriminator returns lists."""
+    if isinstance(logits[0], (list, tuple)):
+        return torch.stack([loss(*per_scale) for per_scale in zip(*logits)]).mean()
+    return loss(*logits)

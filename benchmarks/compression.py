@@ -1,0 +1,128 @@
+"""Condense -> prune -> distill on the pix2pix/CycleGAN ResNet-9 generator at 256x256, CPU only: teacher vs student.
+
+What runs (all in this process): (1) a short paired-GAN training of the ``resnet9-256`` teacher on
+``openmoji-seg-256``; (2) ``leangen.compress.run_pipeline``: condensation (group lasso on the per-channel (γ, β) of
+the InstanceNorms), structural pruning to a MACs budget (binary search), distillation of the pruned student from the
+condensed teacher; (3) teacher and student timed interleaved, batch 1, in eager PyTorch and in ONNX Runtime at 1 and
+2 threads (``leangen.compress.deploy``), and evaluated on the validation split.
+
+Honest scope: on 2 shared CPU cores a training step at 256 px takes seconds, so every training stage gets only tens
+of steps. Sizes and latencies are what a full-length run would give (they depend on the widths only); the quality
+columns are those of barely trained models and say nothing about what the method reaches. The quality metric is
+PSNR on the validation pairs: FID needs far more images and Inception passes than this budget allows.
+
+Usage::
+
+    python benchmarks/compression.py                             # ~10 min on 2 cores
+    python benchmarks/compression.py --teacher-steps 40 --condense-steps 20 --distill-steps 20 --ratio 12
+
+Results: ``benchmarks/results/compression-cpu.json`` and ``.md``; the pipeline's own files under ``--workdir``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import environment, fmt, md_table, write_results  # noqa: E402
+from pixel_synthesis import machine_check  # noqa: E402
+
+
+def out_res_gmacs(model: torch.nn.Module) -> float:
+    """GMACs under GAN Compression's convention (transposed convs at output resolution): its 56.8 G for ResNet-9."""
+    from leangen.profile import count_macs
+
+    return count_macs(model, model.example_inputs(1), convention="output_resolution") / 1e9  # type: ignore[operator]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", default="resnet9-256")
+    p.add_argument("--data", default="openmoji-seg-256-n64")
+    p.add_argument("--teacher-steps", type=int, default=20)
+    p.add_argument("--condense-steps", type=int, default=10)
+    p.add_argument("--distill-steps", type=int, default=10)
+    p.add_argument("--sparsity", type=float, default=1.0)
+    p.add_argument("--ratio", type=float, default=12.0, help="MACs budget = teacher GMACs / ratio")
+    p.add_argument("--min-channels", type=int, default=8)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--workdir", default="/tmp/leangen-compression-bench")
+    p.add_argument("--name", default="compression")
+    args = p.parse_args()
+
+    import leangen
+    from leangen.compress.deploy import size_report
+    from leangen.compress.pipeline import CompressOptions, run_pipeline
+    from leangen.train import TrainOptions, train
+
+    torch.set_num_threads(2)
+    t0 = time.time()
+    say = lambda m: print(f"[{time.time() - t0:6.0f}s] {m}", file=sys.stderr, flush=True)  # noqa: E731
+    work = Path(args.workdir)
+    gemm_before = machine_check(torch.device("cpu"))
+    say(f"training the {args.preset} teacher for {args.teacher_steps} steps")
+    runs = sorted((work / "teacher").glob("*")) if (work / "teacher").is_dir() else []
+    topts = TrainOptions(preset=args.preset, data=args.data, outdir=str(work / "teacher"), steps=args.teacher_steps,
+                         device="cpu", progress=False, metrics=[], snap=10**6, tick=10**6)
+    teacher_run = train(TrainOptions(resume=str(runs[-1]), steps=args.teacher_steps, device="cpu", progress=False)
+                        if runs else topts).run_dir
+    teacher_gmacs = size_report(leangen.load(teacher_run))["gmacs"]
+    opts = CompressOptions(teacher=str(teacher_run), data=args.data, outdir=str(work / "compress"),
+                           condense_steps=args.condense_steps, distill_steps=args.distill_steps,
+                           sparsity=args.sparsity, sparsity_ramp=max(args.condense_steps // 2, 1),
+                           macs_budget=teacher_gmacs / args.ratio, min_channels=args.min_channels,
+                           threads=[1, 2], repeats=args.repeats, batch=1)
+    doc = run_pipeline(opts, log=say)
+    gemm_after = machine_check(torch.device("cpu"))
+
+    def row(r: dict[str, Any], model: torch.nn.Module) -> dict[str, Any]:
+        return dict(params=r["params"], gmacs=r["gmacs"], gmacs_out_res=out_res_gmacs(model),
+                    latency_ms_eager=r["latency_ms_eager_t2"], latency_ms_eager_1thread=r["latency_ms_eager_t1"],
+                    latency_ms_ort=r["latency_ms_ort_t2"], latency_ms_ort_1thread=r["latency_ms_ort_t1"],
+                    fps_ort_2threads=r["fps_ort_t2"], fps_ort_1thread=r["fps_ort_t1"], psnr=r["value"], fid=None,
+                    onnx_max_abs_diff=r["onnx_max_abs_diff"])
+
+    teacher, student = leangen.load(teacher_run), leangen.load(work / "compress" / "student")
+    t, s = row(doc["teacher"], teacher), row(doc["student"], student)
+    payload = dict(
+        benchmark=args.name, environment=environment(torch.device("cpu")), preset=args.preset, data=args.data,
+        teacher=t, student=s, mac_ratio=t["gmacs"] / s["gmacs"], param_ratio=t["params"] / s["params"],
+        latency_ratio_eager=t["latency_ms_eager"] / s["latency_ms_eager"],
+        latency_ratio_ort=t["latency_ms_ort"] / s["latency_ms_ort"],
+        student_channels=doc["steps"]["prune"]["channels_after"], teacher_channels=doc["steps"]["prune"]["channels_before"],
+        training=dict(teacher_steps=args.teacher_steps, condense_steps=args.condense_steps,
+                      distill_steps=args.distill_steps, batch=1, sparsity=args.sparsity,
+                      macs_budget_gmacs=teacher_gmacs / args.ratio, min_channels=args.min_channels),
+        quality_metric="psnr (dB) on the validation split; fid: not computed (see the notes)",
+        gemm_ms_before=gemm_before, gemm_ms_after=gemm_after, wall_s=time.time() - t0,
+        pipeline_report=str(work / "compress" / "report.json"), cpu_count=os.cpu_count())
+    headers = ["model", "params (M)", "GMACs exec.", "GMACs out-res", "eager 1t (ms)", "eager 2t (ms)", "ORT 1t (ms)",
+               "ORT 2t (ms)", "FPS ORT 2t", "PSNR (dB)"]
+    rows = [[name, fmt(r["params"] / 1e6, ".3f"), fmt(r["gmacs"], ".2f"), fmt(r["gmacs_out_res"], ".2f"),
+             fmt(r["latency_ms_eager_1thread"], ".1f"), fmt(r["latency_ms_eager"], ".1f"),
+             fmt(r["latency_ms_ort_1thread"], ".1f"), fmt(r["latency_ms_ort"], ".1f"), fmt(r["fps_ort_2threads"], ".1f"),
+             fmt(r["psnr"], ".2f")] for name, r in (("teacher (ResNet-9)", t), ("student", s))]
+    md = [f"# Compression of {args.preset} on CPU ({args.data})", "",
+          f"{payload['environment']['device_name']}, torch {torch.__version__}, batch 1, interleaved medians of "
+          f"{args.repeats}; machine check (10 GEMMs of 1024², lower = quieter): {gemm_before:.0f} ms before, "
+          f"{gemm_after:.0f} ms after.", "",
+          md_table(headers, rows), "",
+          f"MACs ratio **{payload['mac_ratio']:.1f}x**, params ratio {payload['param_ratio']:.1f}x, eager latency ratio "
+          f"(2 threads) **{payload['latency_ratio_eager']:.1f}x**, ONNX Runtime latency ratio "
+          f"{payload['latency_ratio_ort']:.1f}x.", "",
+          f"Student widths {payload['student_channels']} (teacher {payload['teacher_channels']}).", "",
+          f"Training budget (CPU): teacher {args.teacher_steps} steps, condense {args.condense_steps}, distill "
+          f"{args.distill_steps}, batch 1. PSNR of models this short-trained says nothing about the method's quality; "
+          f"FID was not computed (too few validation images and Inception passes for this budget)."]
+    j, m = write_results(args.name, "cpu", payload, "\n".join(md))
+    say(f"wrote {j} and {m}")
+
+
+if __name__ == "__main__":
+    main()

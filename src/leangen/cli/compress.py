@@ -1,0 +1,66 @@
+"""``leangen compress``: condense -> prune -> distill a trained translator, then measure teacher vs student."""
+from __future__ import annotations
+
+import click
+
+
+def _hparams(values: tuple[str, ...]) -> dict[str, object]:
+    from leangen.train.options import parse_hparam
+
+    return dict(parse_hparam(v) for v in values)
+
+
+@click.command(name="compress", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.option("--network", required=True, metavar="RUN_DIR", help="Trained teacher run (e.g. of resnet-tiny32).")
+@click.option("--data", required=True, help="Paired dataset, e.g. openmoji-seg-32-n64.")
+@click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Where every step writes; rerun "
+              "the same command to resume.")
+@click.option("--preset", default=None, help="The teacher's preset (default: read from its run).")
+@click.option("--condense-steps", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--sparsity", type=float, default=1.0, show_default=True,
+              help="Group-lasso λ on per-channel (γ, β); the proximal threshold per step is lr * λ.")
+@click.option("--sparsity-ramp", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Steps over which λ ramps up linearly.")
+@click.option("--threshold", type=float, default=1e-4, show_default=True,
+              help="Prune channels whose ||(γ, β)|| is at or below this ...")
+@click.option("--gmacs", "macs_budget", type=float, default=None,
+              help="... or prune to at most this many executed GMACs per image (binary search).")
+@click.option("--min-channels", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Channels every width keeps at least.")
+@click.option("--distill-steps", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=None, help="Batch of both training steps.")
+@click.option("--metric", default="psnr", show_default=True, help="Paired metric on the validation split "
+              "(psnr, l1, fid_pairs<N>).")
+@click.option("--threads", default="1,2", show_default=True, help="CPU thread counts to time.")
+@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--compile", "use_compile", is_flag=True, help="Also time torch.compile (slow to compile on CPU).")
+@click.option("--onnx/--no-onnx", default=True, show_default=True, help="Export both and time ONNX Runtime.")
+@click.option("--condense-hparam", multiple=True, metavar="KEY=VALUE", help="Extra condense hyper-parameter.")
+@click.option("--distill-hparam", multiple=True, metavar="KEY=VALUE", help="Extra distill hyper-parameter.")
+@click.option("--device", default="cpu", show_default=True, help="Training device (timing is always on CPU).")
+def command(network: str, data: str, outdir: str, preset: str | None, condense_steps: int, sparsity: float,
+            sparsity_ramp: int, threshold: float, macs_budget: float | None, min_channels: int, distill_steps: int,
+            batch: int | None, metric: str, threads: str, repeats: int, use_compile: bool, onnx: bool,
+            condense_hparam: tuple[str, ...], distill_hparam: tuple[str, ...], device: str) -> None:
+    """Compress a trained translator: (1) condense: train with a group-lasso penalty on the per-channel norm scales,
+    (2) prune the zeroed (or least important) channels structurally, (3) distill the pruned student from the
+    condensed teacher, (4) measure params, GMACs, latency (eager PyTorch, ONNX Runtime) and the metric of teacher
+    and student. Every step writes OUTDIR/<step>/report.json; the final table is OUTDIR/report.md and the compressed
+    model OUTDIR/student (load it with leangen.load).
+
+    \b
+    Example:
+      leangen train --preset resnet-tiny32 --data openmoji-seg-32-n64 --steps 300 --outdir runs
+      leangen compress --network runs/00000-resnet-tiny32-openmoji-seg-32-n64 --data openmoji-seg-32-n64 \\
+          --outdir compressed --gmacs 0.002
+    """
+    from leangen.compress.pipeline import CompressOptions, render_report, run_pipeline
+
+    opts = CompressOptions(
+        teacher=network, data=data, outdir=outdir, preset=preset, condense_steps=condense_steps, sparsity=sparsity,
+        sparsity_ramp=sparsity_ramp, threshold=threshold, macs_budget=macs_budget, min_channels=min_channels,
+        distill_steps=distill_steps, batch=batch, metric=metric,
+        threads=[int(t) for t in threads.split(",") if t.strip()], repeats=repeats, compile=use_compile, onnx=onnx,
+        device=device, hparams={"condense": _hparams(condense_hparam), "distill": _hparams(distill_hparam)})
+    doc = run_pipeline(opts, log=lambda m: click.echo(m, err=True))
+    click.echo(render_report(doc))

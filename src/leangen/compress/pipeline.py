@@ -1,0 +1,200 @@
+"""``leangen compress``: condense -> prune -> distill -> deploy, each step resumable and reported.
+
+Layout of ``outdir``::
+
+    condense/runs/...        training run (objective ``condense``), resumable with the loop's own resume
+    condense/model/          the condensed generator (the frozen teacher of step 3), channels.png (histogram)
+    prune/model/             the pruned generator: same type, smaller ``channels`` in its config.json
+    distill/runs/...         training run (objective ``distill``: pruned student, condensed teacher)
+    student/                 the final compressed generator (``leangen.load`` it)
+    <step>/report.json       params, GMACs, eager latency, the metric on the validation split
+    report.json, report.md   teacher vs student: sizes, eager / ONNX Runtime latency per thread count, metric
+
+A step whose ``report.json`` exists is skipped on a rerun; an interrupted training step resumes from its run.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+STEPS = ("condense", "prune", "distill", "deploy")
+
+
+@dataclass
+class CompressOptions:
+    """What ``leangen compress`` accepts (see ``leangen compress --help``)."""
+
+    teacher: str                           # trained run directory (or snapshot) of a prunable translator
+    data: str                              # paired dataset, e.g. openmoji-seg-32-n64
+    outdir: str
+    preset: str | None = None              # the teacher's preset; default: read from its run
+    condense_steps: int = 200
+    sparsity: float = 1.0                  # group-lasso λ (proximal threshold = lr * λ per step)
+    sparsity_ramp: int = 50                # steps of the linear ramp of λ
+    threshold: float = 1e-4                # prune channels with ||(γ, β)|| at or below this ...
+    macs_budget: float | None = None       # ... or prune to this many GMACs per image (binary search)
+    min_channels: int = 1
+    distill_steps: int = 200
+    batch: int | None = None
+    metric: str = "psnr"                   # a paired metric of the registry (psnr, l1, fid_pairs<N>)
+    threads: list[int] = field(default_factory=lambda: [1, 2])
+    repeats: int = 5
+    compile: bool = False
+    onnx: bool = True
+    device: str = "cpu"
+    hparams: dict[str, dict[str, Any]] = field(default_factory=dict)  # per step: extra objective hyper-parameters
+
+
+def _teacher_preset(opts: CompressOptions) -> str:
+    if opts.preset:
+        return opts.preset
+    from leangen.train.options import read_run_options
+
+    path = Path(opts.teacher)
+    for run in (path, path.parent):
+        preset = read_run_options(run).get("preset")
+        if preset:
+            return str(preset).removesuffix("-condense").removesuffix("-distill")
+    raise ValueError(f"cannot tell the preset of {opts.teacher}; pass --preset")
+
+
+def evaluate(model: nn.Module, opts: CompressOptions) -> float:
+    """``opts.metric`` of ``model`` on the validation split of ``opts.data``."""
+    from leangen.metrics import calc_metric
+    from leangen.tasks import open_eval_data
+
+    val = open_eval_data(opts.data, model, split="val")
+    rec = calc_metric(opts.metric, model, val, progress=False, device="cpu")
+    return float(next(iter(rec["results"].values())))
+
+
+def model_report(model: nn.Module, opts: CompressOptions, **extra: Any) -> dict[str, Any]:
+    """Params, GMACs, eager latency at each thread count and the metric of one model."""
+    from leangen.compress.deploy import measure_latency, size_report
+
+    model = model.cpu().eval()
+    lat = measure_latency({"m": model}, opts.threads, repeats=opts.repeats)["m"]
+    return {**size_report(model), **lat, "metric": opts.metric, "value": evaluate(model, opts), **extra}
+
+
+def _write(path: Path, doc: dict[str, Any]) -> dict[str, Any]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    return doc
+
+
+def _train(stage: Path, preset: str, opts: CompressOptions, steps: int, hparams: dict[str, Any],
+           overrides: dict[str, dict[str, Any]]) -> Path:
+    """Run (or resume) one training step of the pipeline; returns its run directory."""
+    from leangen.train import TrainOptions, train
+
+    runs_dir = stage / "runs"
+    existing = sorted(p for p in runs_dir.glob("*") if p.is_dir()) if runs_dir.is_dir() else []
+    if existing:
+        result = train(TrainOptions(resume=str(existing[-1]), steps=steps, device=opts.device, progress=False))
+    else:
+        result = train(TrainOptions(preset=preset, data=opts.data, outdir=str(runs_dir), steps=steps,
+                                    batch=opts.batch, device=opts.device, progress=False, metrics=[],
+                                    snap=10**6, tick=10**6, hparams=hparams, overrides=overrides))
+    return result.run_dir
+
+
+def run_pipeline(opts: CompressOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run every step not yet done; returns the final report (also ``outdir/report.json``)."""
+    import leangen
+    from leangen.compress.condense import channel_scores, histogram
+    from leangen.compress.deploy import measure_latency, size_report
+    from leangen.compress.prune import prune
+
+    out = Path(opts.outdir)
+    base = _teacher_preset(opts)
+    teacher = leangen.load(opts.teacher)
+    d_over = {"D": {"num_classes": int(teacher.num_classes)}}  # type: ignore[attr-defined]
+
+    # 1. Condense: sparsity training of an affine-norm copy, started from the teacher's weights.
+    if not (out / "condense" / "report.json").is_file():
+        log(f"condense: {opts.condense_steps} steps of {base}-condense")
+        run = _train(out / "condense", f"{base}-condense", opts, opts.condense_steps,
+                     {"init": str(Path(opts.teacher).resolve()), "sparsity": opts.sparsity,
+                      "sparsity_ramp": opts.sparsity_ramp, **opts.hparams.get("condense", {})},
+                     {"G": {**teacher.config, "norm_affine": True}, **d_over})  # type: ignore[attr-defined]
+        condensed = leangen.load(run)
+        condensed.save_pretrained(out / "condense" / "model")
+        scores = channel_scores(condensed)
+        histogram(scores, out / "condense" / "channels.png", opts.threshold, "after condensation")
+        values = torch.cat(scores)
+        _write(out / "condense" / "report.json", model_report(
+            condensed, opts, run=str(run), channels=int(values.numel()),
+            channels_at_or_below_threshold=int((values <= opts.threshold).sum())))
+    condensed = leangen.load(out / "condense" / "model")
+
+    # 2. Prune: structural, by threshold or to a MACs budget.
+    if not (out / "prune" / "report.json").is_file():
+        budget = opts.macs_budget * 1e9 if opts.macs_budget else None
+        pruned, info = prune(condensed, threshold=None if budget else opts.threshold, macs_budget=budget,
+                             min_channels=opts.min_channels)
+        log(f"prune: channels {info['channels_before']} -> {info['channels_after']}")
+        kept = info.pop("kept")
+        pruned.save_pretrained(out / "prune" / "model", extra={"kept_channels": kept})  # for feature distillation
+        _write(out / "prune" / "report.json", model_report(pruned, opts, **info))
+    pruned = leangen.load(out / "prune" / "model")
+
+    # 3. Distill: the pruned student from the frozen condensed teacher.
+    if not (out / "distill" / "report.json").is_file():
+        log(f"distill: {opts.distill_steps} steps of {base}-distill")
+        run = _train(out / "distill", f"{base}-distill", opts, opts.distill_steps,
+                     {"teacher": str((out / "condense" / "model").resolve()),
+                      "init": str((out / "prune" / "model").resolve()), **opts.hparams.get("distill", {})},
+                     {"G": dict(pruned.config), **d_over})
+        student = leangen.load(run)
+        student.save_pretrained(out / "student")
+        _write(out / "distill" / "report.json", model_report(student, opts, run=str(run)))
+    student = leangen.load(out / "student")
+
+    # 4. Deploy: teacher vs student, interleaved, eager and ONNX Runtime.
+    if not (out / "report.json").is_file():
+        log("deploy: latency of teacher and student")
+        models = {"teacher": teacher.cpu().eval(), "student": student.cpu().eval()}
+        lat = measure_latency(models, opts.threads, repeats=opts.repeats, compile=opts.compile,
+                              onnx_dir=out / "onnx" if opts.onnx else None, log=None)
+        rows = {name: {**size_report(m), **lat[name], "metric": opts.metric, "value": evaluate(m, opts)}
+                for name, m in models.items()}
+        steps = {s: json.loads((out / s / "report.json").read_text()) for s in ("condense", "prune", "distill")}
+        t, s = rows["teacher"], rows["student"]
+        n = max(opts.threads)
+        doc = dict(teacher=t, student=s, steps=steps, mac_ratio=t["gmacs"] / s["gmacs"],
+                   param_ratio=t["params"] / s["params"],
+                   latency_ratio_eager=t[f"latency_ms_eager_t{n}"] / s[f"latency_ms_eager_t{n}"],
+                   threads=list(opts.threads), metric=opts.metric, teacher_path=str(opts.teacher), preset=base)
+        _write(out / "report.json", doc)
+        (out / "report.md").write_text(render_report(doc) + "\n")
+    return json.loads((out / "report.json").read_text())
+
+
+def render_report(doc: dict[str, Any]) -> str:
+    """The final report as a Markdown table (teacher, each step, student)."""
+    threads = doc["threads"]
+    cols = ["model", "params (M)", "GMACs"] + [f"eager {n}t (ms)" for n in threads] + \
+        [f"ORT {n}t (ms)" for n in threads] + [doc["metric"]]
+    rows = [("teacher", doc["teacher"]), *((f"after {k}", v) for k, v in doc["steps"].items()),
+            ("student", doc["student"])]
+
+    def cell(r: dict[str, Any], key: str, spec: str = ".1f") -> str:
+        return "" if r.get(key) is None else format(r[key], spec)
+
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for name, r in rows:
+        cells = [name, format(r["params"] / 1e6, ".3f"), format(r["gmacs"], ".3f")]
+        cells += [cell(r, f"latency_ms_eager_t{n}") for n in threads]
+        cells += [cell(r, f"latency_ms_ort_t{n}") for n in threads]
+        cells.append(cell(r, "value", ".2f"))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append(f"\nMACs ratio {doc['mac_ratio']:.2f}x, params ratio {doc['param_ratio']:.2f}x, eager latency "
+                 f"ratio ({max(threads)} threads) {doc['latency_ratio_eager']:.2f}x; metric: {doc['metric']} on the "
+                 f"validation split.")
+    return "\n".join(lines)

@@ -1,0 +1,108 @@
+"""Structural pruning: remove channels whose importance is below a threshold, or the least important ones until the
+executed MACs fit a budget, and return an ordinary model of the same type built with the smaller ``channels``.
+
+Generic over ``leangen.ops.prunable``: the model declares its width groups (which norms score a width and which
+``(parameter, dim)`` it sizes, residual coupling and transposed-conv layouts included); nothing here knows the
+architecture. Importance of a channel: ``leangen.compress.condense.channel_scores``.
+
+Rules (ours; configurable):
+
+- ``threshold`` (default 1e-4): channels whose (γ, β) norm is at or below it are removed. After condensation the
+  penalized channels are exact zeros, so removing them does not change the output (tested).
+- ``macs_budget``: binary search, as CAT does, for the smallest global threshold over the sorted channel scores
+  whose pruned model executes at most that many MACs per image (counted on the ``meta`` device).
+- ``min_channels`` (default 1): every width keeps at least this many channels, its highest-scoring ones
+  (CAT keeps 16 at 256 px; tiny models need fewer).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from leangen.compress.condense import channel_scores
+
+
+def _keep(scores: list[torch.Tensor], threshold: float, min_channels: int) -> list[torch.Tensor]:
+    """Sorted indices of the channels kept in each group."""
+    kept = []
+    for s in scores:
+        idx = torch.nonzero(s > threshold).flatten()
+        if idx.numel() < min(min_channels, s.numel()):
+            idx = torch.topk(s, min(min_channels, s.numel())).indices.sort().values
+        kept.append(idx)
+    return kept
+
+
+def _config(model: nn.Module, kept: list[torch.Tensor]) -> dict[str, Any]:
+    return dict(model.config, channels=[int(k.numel()) for k in kept])  # type: ignore[attr-defined]
+
+
+def executed_macs(model_type: str, config: dict[str, Any]) -> int:
+    """Executed MACs per image of ``model_type(**config)``, counted on the ``meta`` device (no weights built)."""
+    from leangen.models.base import MODEL_TYPES
+    from leangen.profile import count_macs
+
+    with torch.device("meta"):
+        model = MODEL_TYPES[model_type](**config)
+    r = int(config["resolution"])
+    in_ch = config.get("in_channels") or config["num_classes"]
+    return count_macs(model, (torch.zeros(1, in_ch, r, r, device="meta"),))  # a float input: already one-hot
+
+
+def build_pruned(model: nn.Module, kept: list[torch.Tensor]) -> nn.Module:
+    """A new model of ``model``'s type with widths ``len(kept[g])`` and the kept slices of every tensor."""
+    from leangen.models.base import MODEL_TYPES
+
+    new = MODEL_TYPES[model.model_type](**_config(model, kept))  # type: ignore[attr-defined]
+    cuts: dict[str, list[tuple[int, torch.Tensor]]] = {}
+    for group in model.channel_groups():  # type: ignore[operator]
+        for name, dim in group.slices:
+            cuts.setdefault(name, []).append((dim, kept[group.index]))
+    state = {}
+    for name, t in model.state_dict().items():
+        for dim, idx in cuts.get(name, []):
+            t = t.index_select(dim, idx.to(t.device))
+        state[name] = t.clone()
+    new.load_state_dict(state, strict=True)
+    return new.to(next(model.parameters()).device).eval()
+
+
+def prune(model: nn.Module, threshold: float | None = 1e-4, macs_budget: float | None = None,
+          min_channels: int = 1) -> tuple[nn.Module, dict[str, Any]]:
+    """Prune ``model`` (a condensed model with affine norms) by ``threshold`` or to ``macs_budget`` MACs per image.
+
+    Returns ``(pruned model, info)``; ``info``: ``channels_before``, ``channels_after``, ``threshold`` (the one used),
+    ``macs_before``, ``macs_after`` (executed, per image), ``kept`` (per width, the indices of the kept channels in
+    ``model``: what feature distillation matches them against).
+    """
+    scores = channel_scores(model)
+    mtype = model.model_type  # type: ignore[attr-defined]
+    macs_before = executed_macs(mtype, dict(model.config))  # type: ignore[attr-defined]
+    if macs_budget is not None:
+        candidates = torch.unique(torch.cat(scores)).tolist()  # ascending
+        lo, hi = 0, len(candidates) - 1  # answer: the smallest index whose pruned MACs fit (hi always fits)
+        if executed_macs(mtype, _config(model, _keep(scores, candidates[hi], min_channels))) > macs_budget:
+            raise ValueError(f"even the narrowest model ({min_channels} channel(s) per width) exceeds the budget of "
+                             f"{macs_budget / 1e9:.3f} GMACs")
+        below = candidates[0] - 1.0
+        if executed_macs(mtype, _config(model, _keep(scores, below, min_channels))) <= macs_budget:
+            threshold = below
+        else:
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if executed_macs(mtype, _config(model, _keep(scores, candidates[mid], min_channels))) <= macs_budget:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            threshold = candidates[lo]
+    elif threshold is None:
+        raise ValueError("give a threshold or a MACs budget")
+    kept = _keep(scores, float(threshold), min_channels)
+    pruned = build_pruned(model, kept)
+    info = dict(channels_before=list(model.config.get("channels") or model.widths),  # type: ignore[attr-defined]
+                channels_after=[int(k.numel()) for k in kept], threshold=float(threshold),
+                macs_before=macs_before, macs_after=executed_macs(mtype, dict(pruned.config)),  # type: ignore[arg-type]
+                min_channels=min_channels, kept=[k.tolist() for k in kept])
+    return pruned, info

@@ -1,0 +1,119 @@
+"""ASAP-Net (Rott Shaham, Gharbi, Zhang, Shechtman, Michaeli, CVPR 2021): spatially-adaptive pixelwise networks.
+
+A label map ``[B, H, W]`` becomes an image in two streams:
+
+- Low resolution: one-hot labels (plus, optionally, the instance-boundary map) are reduced by a fixed tent filter
+  (factor ``S1``), then by ``log2(S2)`` learned stride-2 convs (64 wide, the last widening to ``lr_max_width``),
+  go through ``lr_depth`` plain conv blocks (no skip connections) and a 1x1 head. The head predicts, for every cell
+  of the ``H/S x W/S`` grid (``S = S1 * S2``; 16 rows at the training size), the weights and biases of a per-pixel
+  MLP of ``hr_depth`` layers, ``hr_width`` wide.
+- Full resolution: every ``S x S`` tile runs its cell's MLP on its pixels' one-hot labels + the periodic positional
+  encoding (``4 log2 S`` channels). Hidden layers LeakyReLU(0.01), output tanh.
+
+Convs followed by a norm carry no bias (affine InstanceNorm), as in the official code; this is what makes the
+parameter counts exact (``asapnet-facades-512``: 82,007,363). The positional encoding is recomputed for each input
+size (the official generator caches it from the first call, which is wrong for a second size).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from leangen.models.base import Translator, register_model
+from leangen.ops.labels import conv_norm, label_input
+from leangen.ops.pixelwise import (is_power_of_two, mlp_param_count, periodic_encoding, periodic_encoding_channels,
+                                   tent_downsample, tiled_mlp)
+
+REFERENCE = "tamarott/ASAPNet (f27f202) models/networks/generator.py, measured in reference notes §2.3"
+
+
+@register_model("asapnet")
+class ASAPNet(Translator):
+    """``labels int64 [B, H, W]`` (or one-hot float ``[B, K, H, W]``) -> image ``[B, 3, H, W]`` in (-1, 1).
+
+    ``resolution`` is the training height, ``aspect`` the width/height ratio; ``downsampling`` (S, default
+    ``resolution // 16``) is the tile size and ``learned_ds`` (S2) its learned part. Inputs of any size that is a
+    multiple of S work.
+    """
+
+    def __init__(self, num_classes: int = 13, resolution: int = 512, aspect: int = 1, downsampling: int | None = None,
+                 learned_ds: int = 16, lr_width: int = 64, lr_max_width: int = 1024, lr_depth: int = 7,
+                 hr_width: int = 64, hr_depth: int = 5, instance_edge: bool = False,
+                 reflection_pad: bool = False, init_gain: float = 0.02) -> None:
+        super().__init__()
+        tile = downsampling or resolution // 16
+        if not is_power_of_two(tile) or not is_power_of_two(learned_ds) or tile % learned_ds:
+            raise ValueError(f"the tile size S={tile} and its learned part S2={learned_ds} must be powers of two "
+                             f"with S2 <= S")
+        if resolution % tile:
+            raise ValueError(f"resolution {resolution} must be a multiple of the tile size {tile}")
+        self.num_classes, self.img_resolution = num_classes, resolution
+        self.img_height, self.img_width = resolution, resolution * aspect
+        self.tile, self.fixed_ds = tile, tile // learned_ds
+        self.instance_edge = instance_edge
+        self.hr_channels = [num_classes + periodic_encoding_channels(tile)] + [hr_width] * (hr_depth - 1) + [3]
+        pad = "reflect" if reflection_pad else "zeros"
+        lr_in = num_classes + int(instance_edge)
+        layers: list[nn.Module] = [conv_norm(lr_in, lr_width, 3, norm="instance_affine", padding_mode=pad), nn.ReLU()]
+        n_down = int(math.log2(learned_ds))
+        for i in range(n_down):
+            cout = lr_max_width if i == n_down - 1 else lr_width
+            layers += [conv_norm(lr_width, cout, 3, 2, norm="instance_affine", padding_mode=pad), nn.ReLU()]
+        width = lr_max_width if n_down else lr_width
+        for _ in range(lr_depth):  # plain blocks: ASAP-Net's low-res blocks have no skip connection
+            layers += [conv_norm(width, width, 3, norm="instance_affine", padding_mode=pad), nn.ReLU()]
+        self.lr_stream = nn.Sequential(*layers)
+        self.head = nn.Conv2d(width, mlp_param_count(self.hr_channels), 1)
+        for m in self.modules():  # the official init: xavier normal, gain 0.02
+            if isinstance(m, nn.Conv2d):
+                nn.init.xavier_normal_(m.weight, gain=init_gain)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    @property
+    def params_per_tile(self) -> int:
+        """Weights + biases of one tile's MLP (predicted, not learned)."""
+        return mlp_param_count(self.hr_channels)
+
+    def forward(self, labels: torch.Tensor, instances: torch.Tensor | None = None) -> torch.Tensor:
+        """``labels`` int ``[B, H, W]`` or one-hot ``[B, K, H, W]``; ``instances`` optional int ``[B, H, W]`` ids
+        (boundaries feed the low-res stream when the model was built with ``instance_edge``; absent: no edges)."""
+        dtype = self.head.weight.dtype
+        onehot, lr_in = label_input(labels, self.num_classes, self.instance_edge, instances, dtype)
+        b, _, h, w = onehot.shape
+        if h % self.tile or w % self.tile:
+            raise ValueError(f"input {h}x{w} is not a multiple of the {self.tile}px tile")
+        params = self.head(self.lr_stream(tent_downsample(lr_in, self.fixed_ds)))
+        pos = periodic_encoding(h, w, self.tile, onehot.device, dtype).expand(b, -1, -1, -1)
+        return tiled_mlp(torch.cat([onehot, pos], 1), params, self.hr_channels, self.tile)
+
+    def example_inputs(self, batch: int) -> tuple[Any, ...]:
+        """Seeded random label maps ``[batch, H, W]`` at the model's own size (for ``leangen.profile``)."""
+        return (random_labels(batch, self.img_height, self.img_width, self.num_classes),)
+
+
+def random_labels(batch: int, height: int, width: int, num_classes: int, seed: int = 0) -> torch.Tensor:
+    """Seeded int64 ``[batch, height, width]`` label ids, drawn on the CPU."""
+    return torch.randint(0, num_classes, (batch, height, width), generator=torch.Generator().manual_seed(seed))
+
+
+def _register_presets() -> None:
+    from leangen.models.paired_presets import register_family
+
+    paper = {"asapnet-facades-512": (82_007_363, 26.07, 0.593), "asapnet-facades-1024": (82_269_763, 37.91, 1.471),
+             "asapnet-cityscapes-256x512": (83_201_411, 48.88, 0.507)}
+    register_family(
+        "asapnet", "asapnet",
+        lambda k, h, aspect, edge: dict(num_classes=k, resolution=h, aspect=aspect, instance_edge=edge,
+                                        reflection_pad=not edge),  # facades scripts: reflection; cityscapes: zeros
+        # S=8 (S1=2, S2=4): a 4x4 grid of 16-wide MLPs; init gain 1 so a random model's output is not flat
+        tiny=dict(downsampling=8, learned_ds=4, lr_width=16, lr_max_width=64, lr_depth=2, hr_width=16, init_gain=1.0),
+        describe="ASAP-Net (official configuration, tile S = height/16)",
+        paper={n: {"params": p, "params_m": p / 1e6, "gmacs": g, "cpu_latency_s_official": t, "source": REFERENCE}
+               for n, (p, g, t) in paper.items()})
+
+
+_register_presets()

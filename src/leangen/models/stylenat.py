@@ -1,0 +1,239 @@
+"""StyleNAT generator (Walton et al., arXiv 2211.05770): a style-based transformer with Hydra neighborhood attention.
+
+Layout (written from the paper's description and the configuration tables; no official code reused):
+
+- mapping network z -> w (PixelNorm + 8 equalized-lr layers, lr multiplier 0.01), a learned 4x4 constant;
+- per level (4, 8, ..., R) two transformer blocks, each ``x + Attn(AdaIN(x, w))`` then ``x + MLP(AdaIN'(x, w))``
+  (AdaIN = instance norm over the tokens, then a per-channel gain/bias from w; MLP ratio 4, GELU). Block ``j`` of
+  level ``l`` takes ``ws[:, 2l + j]``, so ``num_ws = 2 * levels`` (14 at 256) and style mixing acts per block;
+- attention: full multi-head self-attention with a relative bias at 4x4; Hydra-NA from 8x8 up, the heads split into
+  groups each with its own kernel, dilation and bias table (at 256: k=7 with dilations 1 and R/8);
+- heads per level ``max(C // 32, min_heads)``; between levels bilinear 2x upsampling, LayerNorm, a bias-free Linear to
+  the next width and a 2-D sinusoidal position code times a learnable scale (initialized at 0);
+- an un-modulated 1x1 ToRGB per level whose outputs are summed StyleGAN2-style ([1,3,3,1] FIR upsampling of the skip).
+
+Outputs are in [-1, 1] like every leangen generator. (The official code trains on ImageNet-normalized images; weights
+converted from it need ToRGB rescaled by ``std * 2`` and shifted by ``mean * 2 - 1`` per channel, which is exact
+because ToRGB is affine.) Activations are channels-last ``[B, H, W, C]`` inside the network.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from leangen.models.base import StyleGenerator, register_model
+from leangen.ops.equalized import EqualLinear
+from leangen.ops.filters import Upsample
+from leangen.ops.modulated import ConstantInput, NoiseMode
+from leangen.ops.neighborhood import Backend, HydraNeighborhoodAttention2d, RelPosSelfAttention2d, check_na_args, pair
+
+#: The official width table per level (4, 8, 16, ...) with channel multiplier 2.
+PAPER_CHANNELS = (512, 512, 512, 512, 512, 256, 128, 64, 32)
+
+
+def paper_dilations(resolution: int) -> list[list[int]]:
+    """Hydra dilation groups per level as in the FFHQ configs: [1] at 4 and 8, then [1, R/8] at level size R."""
+    sizes = [2 ** i for i in range(2, int(math.log2(resolution)) + 1)]
+    return [[1] if r <= 8 else [1, r // 8] for r in sizes]
+
+
+class TokenAdaIN(nn.Module):
+    """Instance norm over the tokens of each channel, then ``gamma(w) * x + beta(w)``. ``x [B, H, W, C]``,
+    ``w [B, w_dim]`` -> ``[B, H, W, C]``. gamma starts at 1 and beta at 0 (bias initialization)."""
+
+    def __init__(self, channels: int, w_dim: int):
+        super().__init__()
+        self.style = EqualLinear(w_dim, 2 * channels)
+        with torch.no_grad():
+            self.style.bias[:channels].fill_(1.0)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=(1, 2), keepdim=True)
+        var = (x - mean).square().mean(dim=(1, 2), keepdim=True)
+        gamma, beta = self.style(w).to(x.dtype)[:, None, None].chunk(2, dim=-1)
+        return gamma * ((x - mean) * torch.rsqrt(var + 1e-5)) + beta
+
+
+class StyleNATBlock(nn.Module):
+    """``x + Attn(AdaIN1(x, w))`` then ``x + MLP(AdaIN2(x, w))`` on ``[B, H, W, C]`` (one w per block)."""
+
+    def __init__(self, channels: int, heads: int, w_dim: int, attn: nn.Module, mlp_ratio: float = 4.0):
+        super().__init__()
+        self.norm1 = TokenAdaIN(channels, w_dim)
+        self.attn = attn
+        self.norm2 = TokenAdaIN(channels, w_dim)
+        hidden = int(channels * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(channels, hidden), nn.GELU(), nn.Linear(hidden, channels))
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x, w))
+        return x + self.mlp(self.norm2(x, w))
+
+
+def sinusoidal_position_2d(h: int, w: int, channels: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``[H, W, C]`` code: the first C/2 channels encode the row, the rest the column, each half as sines then
+    cosines of ``pos / 10000 ** (i / (C/4))``."""
+    quarter = channels // 4
+    freq = torch.exp(torch.arange(quarter, device=device, dtype=torch.float32) * (-math.log(10000.0) / max(1, quarter)))
+
+    def code(n: int) -> torch.Tensor:
+        ang = torch.arange(n, device=device, dtype=torch.float32)[:, None] * freq
+        return torch.cat([ang.sin(), ang.cos()], dim=1)  # [n, 2 * quarter]
+
+    cy = code(h)[:, None, :].expand(h, w, 2 * quarter)
+    cx = code(w)[None, :, :].expand(h, w, 2 * quarter)
+    out = torch.cat([cy, cx], dim=2)
+    if out.shape[2] < channels:  # C not a multiple of 4
+        out = F.pad(out, (0, channels - out.shape[2]))
+    return out.to(dtype)
+
+
+class TokenUpsample(nn.Module):
+    """Bilinear 2x, LayerNorm, bias-free Linear to the next width, plus ``alpha`` times a 2-D sinusoidal code.
+    ``[B, H, W, C]`` -> ``[B, 2H, 2W, C_out]``."""
+
+    def __init__(self, channels: int, out_channels: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+        self.reduction = nn.Linear(channels, out_channels, bias=False)
+        self.alpha = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x.permute(0, 3, 1, 2), scale_factor=2, mode="bilinear", align_corners=False)
+        x = self.reduction(self.norm(x.permute(0, 2, 3, 1)))
+        pos = sinusoidal_position_2d(x.shape[1], x.shape[2], x.shape[3], x.device, x.dtype)
+        return x + self.alpha.to(x.dtype) * pos
+
+
+class PlainToRGB(nn.Module):
+    """Un-modulated 1x1 conv to RGB + bias, added to the [1,3,3,1]-upsampled skip. ``[B, H, W, C]`` -> ``[B, 3, H, W]``."""
+
+    def __init__(self, channels: int, upsample: bool):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, 3, 1)
+        self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
+        self.upsample = Upsample((1, 3, 3, 1)) if upsample else None
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
+        out = self.conv(x.permute(0, 3, 1, 2)) + self.bias.to(x.dtype)
+        if skip is not None:
+            out = out + (self.upsample(skip) if self.upsample is not None else skip)
+        return out
+
+
+@register_model("stylenat-generator")
+class StyleNATGenerator(StyleGenerator):
+    """``z [B, z_dim]`` -> image ``[B, 3, R, R]`` in about [-1, 1].
+
+    Per-level lists (levels 4, 8, ..., R): ``channels`` (default: the official table), ``kernels`` (one or one per
+    group; unused at 4x4, which is full attention) and ``dilations`` (one entry per Hydra head group; default:
+    ``paper_dilations``). ``na_backend`` picks the neighborhood attention backend (``gather`` for ONNX export).
+    """
+
+    def __init__(self, resolution: int = 256, z_dim: int = 512, w_dim: int = 512, mapping_layers: int = 8,
+                 mapping_lr_mul: float = 0.01, channels: Sequence[int] | None = None,
+                 kernels: Sequence[Sequence[int]] | None = None, dilations: Sequence[Sequence[int]] | None = None,
+                 min_heads: int = 4, head_width: int = 32, mlp_ratio: float = 4.0, na_backend: Backend = "auto"):
+        super().__init__()
+        log_size = int(math.log2(resolution))
+        if 2 ** log_size != resolution or resolution < 8:
+            raise ValueError(f"resolution must be a power of two >= 8, got {resolution}")
+        sizes = [2 ** i for i in range(2, log_size + 1)]
+        n = len(sizes)
+        channels = list(channels) if channels is not None else list(PAPER_CHANNELS[:n])
+        kernels = [list(k) for k in kernels] if kernels is not None else [[7]] * n
+        dilations = [list(d) for d in dilations] if dilations is not None else paper_dilations(resolution)
+        for name, lst in (("channels", channels), ("kernels", kernels), ("dilations", dilations)):
+            if len(lst) != n:
+                raise ValueError(f"{name} needs one entry per level {sizes}, got {len(lst)}")
+        self._init_mapping(z_dim, w_dim, mapping_layers, mapping_lr_mul, num_ws=2 * n, resolution=resolution)
+        self.heads = [max(c // head_width, min_heads) for c in channels]
+        self.input = ConstantInput(channels[0], 4)
+        self.blocks = nn.ModuleList()
+        for size, c, heads, ks, ds in zip(sizes, channels, self.heads, kernels, dilations):
+            for _ in range(2):
+                if size == 4:
+                    attn: nn.Module = RelPosSelfAttention2d(c, heads, 4)
+                else:
+                    for k, d in zip(ks * len(ds) if len(ks) == 1 else ks, ds):
+                        check_na_args(size, size, pair(k), pair(d))
+                    attn = HydraNeighborhoodAttention2d(c, heads, ks, ds, backend=na_backend)
+                self.blocks.append(StyleNATBlock(c, heads, w_dim, attn, mlp_ratio))
+        self.ups = nn.ModuleList(TokenUpsample(a, b) for a, b in zip(channels[:-1], channels[1:]))
+        self.to_rgbs = nn.ModuleList(PlainToRGB(c, upsample=i > 0) for i, c in enumerate(channels))
+        self.apply(_init_weights)
+
+    def set_na_backend(self, backend: Backend) -> None:
+        """Switch every Hydra-NA layer to ``backend`` (e.g. ``gather`` before ONNX export)."""
+        for m in self.modules():
+            if isinstance(m, HydraNeighborhoodAttention2d):
+                m.backend = backend
+
+    def synthesis(self, ws: torch.Tensor, noise_mode: NoiseMode = "random", **_: Any) -> torch.Tensor:
+        """``ws [B, num_ws, w_dim]`` -> ``[B, 3, R, R]`` (StyleNAT has no noise inputs: ``noise_mode`` is ignored)."""
+        x = self.input(ws.shape[0]).permute(0, 2, 3, 1).to(ws.dtype)
+        skip = None
+        for level, to_rgb in enumerate(self.to_rgbs):
+            for i in (2 * level, 2 * level + 1):
+                x = self.blocks[i](x, ws[:, i])
+            skip = to_rgb(x, skip)
+            if level < len(self.ups):
+                x = self.ups[level](x)
+        assert skip is not None
+        return skip
+
+
+def _init_weights(m: nn.Module) -> None:
+    """The reference initialization: truncated normal (std 0.02) for Linear, Xavier normal (gain 0.02) for the RGB
+    convs, zero biases, unit LayerNorm. Equalized layers (mapping, styles) keep their own N(0, 1) init."""
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.Conv2d):
+        nn.init.xavier_normal_(m.weight, gain=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Presets
+
+def _register_presets() -> None:
+    from leangen.registry import GAN_RECIPE, GAN_RECIPE_TINY, Preset, register_preset
+
+    # StyleNAT's set-up (StyleSwin's): TTUR (D 2e-4, G = D / 4), R1 10 every 16, D gradient-norm clip 5, no path
+    # length, no mixing, EMA half-life 10 kimg (0.5 ** (32 / 10000) per step of 32 images).
+    recipe = dict(GAN_RECIPE, batch=32, g_lr=5e-5, d_lr=2e-4, d_grad_clip=5.0)
+    src = "StyleNAT README (SHI-Labs/StyleNAT @ 8092724); GMACs: reference notes' analytic estimate"
+    paper = {256: dict(params_m=48.92, fid=2.046, throughput=32.56, throughput_unit="im/s", gmacs=94.6,
+                       gmacs_convention="analytic estimate 12*N*C^2 + 2*N*k^2*C per block", source=src),
+             1024: dict(params_m=49.45, fid=4.174, source=src)}
+    for res in (256, 1024):
+        register_preset(Preset(
+            name=f"stylenat-{res}", family="stylenat", task="unconditional", resolution=res, objective="gan",
+            components={"G": ("stylenat-generator", dict(resolution=res)),
+                        "D": ("stylegan2-discriminator", dict(resolution=res, channel_multiplier=2))},
+            training=recipe, paper=paper[res],
+            description=f"StyleNAT FFHQ-{res} configuration (Hydra-NA k=7, dilations 1 and R/8), StyleGAN2 D"))
+    # Tiny CPU presets: widths <= 64, two heads, k=7 (k=3 at 8x8 would also do; 7 keeps the paper's kernel).
+    tiny = {32: (64, 64, 64, 32), 64: (64, 64, 64, 32, 32)}
+    for res, ch in tiny.items():
+        cfg = dict(resolution=res, z_dim=128, w_dim=128, mapping_layers=4, channels=list(ch), min_heads=2)
+        dcfg = dict(resolution=res, channel_multiplier=2, channel_base=64, max_channels=64)
+        # The paper's 4:1 TTUR at 5x its rates, for runs of a few kimg (not tuned).
+        training = dict(GAN_RECIPE_TINY, g_lr=2.5e-4, d_lr=1e-3, d_grad_clip=5.0, r1_gamma=0.05 if res == 32 else 0.1)
+        register_preset(Preset(
+            name=f"stylenat-tiny{res}", family="stylenat", task="unconditional", resolution=res, objective="gan",
+            components={"G": ("stylenat-generator", cfg), "D": ("stylegan2-discriminator", dcfg)},
+            training=training, description=f"small StyleNAT for CPU training at {res}x{res}"))
+
+
+_register_presets()

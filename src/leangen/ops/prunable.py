@@ -1,0 +1,66 @@
+"""What a channel-prunable model declares, and the preset triple every compressible translator registers.
+
+A prunable model has a ``channels`` constructor argument (one width per prunable layer) and a ``channel_groups()``
+method returning one ``ChannelGroup`` per entry of that list: the normalization layers whose per-channel scale and
+shift (γ, β) score the group's channels, and every ``(parameter name, dim)`` the width sizes. The pruner
+(``leangen.compress.prune``) is generic over this declaration; it never looks at the architecture itself.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ChannelGroup:
+    """Width ``index`` of a model's ``channels`` list. ``norms``: module names of the affine norms producing it
+    (γ ``{norm}.weight``, β ``{norm}.bias``); ``slices``: ``(parameter name, dim)`` pairs that this width sizes."""
+
+    index: int
+    norms: list[str]
+    slices: list[tuple[str, int]] = field(default_factory=list)
+
+
+def default_widths(ngf: int, n_down: int) -> list[int]:
+    """``[ngf, 2 ngf, ..., 2**n_down ngf]``: the stem and downsampling widths of pix2pix-style encoders."""
+    return [ngf * 2 ** i for i in range(n_down + 1)]
+
+
+#: Training defaults of the tiny CPU translator presets: batch 16, GAN + L1 as pix2pix but with a lighter L1 weight
+#: (10 on [-1, 1] images) and a higher learning rate for runs of a few hundred steps; no EMA (``G_ema`` = ``G``).
+TINY_TRAINING: dict[str, Any] = dict(batch=16, gan_weight=1.0, l1_weight=10.0, fm_weight=0.0, lr=0.002,
+                                     betas=[0.5, 0.999], ema_kimg=0.0, metrics=["psnr"])
+#: pix2pix's recipe at 256: Adam 2e-4, betas (0.5, 0.999), batch 1, λ_L1 = 100 on [0, 1] images (50 on [-1, 1]).
+PAPER_TRAINING: dict[str, Any] = dict(batch=1, gan_weight=1.0, l1_weight=50.0, fm_weight=0.0, lr=0.0002,
+                                      betas=[0.5, 0.999], gan_loss="nonsat", ema_kimg=0.0, metrics=["psnr"])
+
+
+def register_translator_presets(name: str, model_type: str, kwargs: dict[str, Any], *, tiny: bool = False,
+                                paper: dict[str, Any] | None = None, description: str = "",
+                                prunable: bool = True) -> None:
+    """Register ``name`` (objective ``paired_gan``) and, for ``prunable`` models, the two compression stages built
+    on it: ``name-condense`` (objective ``condense``: affine norms + sparsity penalty) and ``name-distill``
+    (objective ``distill``: a pruned student, widths given as ``--override G.channels=[...]``, from a frozen
+    teacher)."""
+    from leangen.registry import Preset, register_preset
+
+    res = int(kwargs["resolution"])
+    d_kwargs = dict(num_classes=kwargs.get("num_classes", 9), width=16 if tiny else 64)
+    components = {"G": (model_type, dict(kwargs)), "D": ("patch-discriminator", d_kwargs)}
+    affine = {"G": (model_type, dict(kwargs, norm_affine=True)), "D": components["D"]}
+    training = dict(TINY_TRAINING if tiny else PAPER_TRAINING)
+    common = dict(family=model_type, task="paired", resolution=res)
+    register_preset(Preset(name=name, objective="paired_gan", components=components, training=training,
+                           paper=paper or {}, description=description, **common))  # type: ignore[arg-type]
+    if not prunable:
+        return
+    register_preset(Preset(name=f"{name}-condense", objective="condense", components=affine, training=training,
+                           description=f"compression step 1 for {name}: sparsify the norm scales "
+                                       f"(--hparam init=TEACHER_RUN)", **common))  # type: ignore[arg-type]
+    distill = {k: v for k, v in training.items() if k not in ("l1_weight", "fm_weight", "gan_loss", "betas")}
+    distill.update(gan_weight=0.0, output_weight=1.0, feature_weight=1.0)
+    register_preset(Preset(name=f"{name}-distill", objective="distill", components=affine, training=distill,
+                           description=f"compression step 3 for {name}: a pruned student from a frozen "
+                                       f"condensed teacher (--hparam teacher=RUN --hparam init=PRUNED)",
+                           **common))  # type: ignore[arg-type]
+

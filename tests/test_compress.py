@@ -1,0 +1,157 @@
+"""Condense -> prune -> distill -> deploy: the group-lasso step, exact structural pruning (residual coupling,
+transposed convs, InstanceNorm), the MACs-budget search, the condense objective's resume, and ``leangen compress``
+end to end on the tiny ResNet preset."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+import leangen
+from leangen.cli.main import cli
+from leangen.compress.condense import channel_scores, proximal_step
+from leangen.compress.prune import executed_macs, prune
+from leangen.models.resnet_generator import ResnetGenerator
+from leangen.profile import count_params
+from leangen.train import TrainOptions, train
+
+DATA = "openmoji-seg-32-n64"
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEANGEN_CACHE", str(tmp_path_factory.getbasetemp() / "leangen-cache"))
+
+
+def _norms(model: torch.nn.Module, group) -> list[torch.nn.Module]:
+    mods = dict(model.named_modules())
+    return [mods[n] for n in group.norms]
+
+
+def _half_zeroed(seed: int = 0) -> ResnetGenerator:
+    """A tiny affine-norm generator whose upper half of every width has γ = β = 0 (in every coupled norm)."""
+    torch.manual_seed(seed)
+    g = ResnetGenerator(resolution=32, ngf=8, n_blocks=3, norm_affine=True).eval()
+    with torch.no_grad():
+        for group in g.channel_groups():
+            for norm in _norms(g, group):
+                c = norm.weight.numel()
+                norm.weight.uniform_(0.5, 1.5)
+                norm.bias.normal_(0, 0.3)
+                norm.weight[c // 2:] = 0
+                norm.bias[c // 2:] = 0
+    return g
+
+
+def test_proximal_step_is_a_joint_group_soft_threshold() -> None:
+    g = ResnetGenerator(resolution=32, ngf=4, n_blocks=2, norm_affine=True)
+    trunk = next(gr for gr in g.channel_groups() if len(gr.norms) > 1)  # down_norm.1 + each block's norm2
+    assert len(trunk.norms) == 3
+    norms = _norms(g, trunk)
+    with torch.no_grad():
+        for n in norms:
+            n.weight.fill_(0.1)
+            n.bias.fill_(0.0)
+        norms[0].weight[0] = 3.0  # channel 0: joint norm sqrt(9 + 0.01 + 0.01)
+    before = torch.stack([n.weight.detach().clone() for n in norms])
+    proximal_step(g, 0.3)
+    after = torch.stack([n.weight.detach() for n in norms])
+    joint0 = before[:, 0].norm()
+    # shrunk, all norms by one factor; the threshold is weighted by sqrt(3 norms)
+    assert torch.allclose(after[:, 0], before[:, 0] * (1 - 0.3 * 3 ** 0.5 / joint0))
+    assert torch.all(after[:, 1:] == 0)  # joint norm 0.17 < 0.52: the channel is exactly zero in every norm
+    scores = channel_scores(g)[trunk.index]
+    assert scores[1:].max() == 0 and scores[0] == pytest.approx(after[:, 0].norm() / 3 ** 0.5)  # RMS over norms
+
+
+def test_pruning_zeroed_channels_is_exact_and_the_result_loads(tmp_path: Path) -> None:
+    g = _half_zeroed()
+    labels = torch.randint(0, 9, (2, 32, 32), generator=torch.Generator().manual_seed(1))
+    pruned, info = prune(g, threshold=1e-4)
+    assert info["channels_before"] == [8, 16, 32, 32, 32, 32, 16, 8]
+    assert info["channels_after"] == [4, 8, 16, 16, 16, 16, 8, 4]
+    with torch.no_grad():
+        assert torch.allclose(pruned(labels), g(labels), atol=1e-5)  # removing exact zeros changes nothing
+    assert info["macs_after"] == executed_macs("resnet-generator", pruned.config) < info["macs_before"]
+    pruned.save_pretrained(tmp_path / "m")
+    loaded = leangen.load(tmp_path / "m")
+    assert isinstance(loaded, ResnetGenerator) and loaded.config["channels"] == info["channels_after"]
+    assert count_params(loaded) == count_params(pruned) < count_params(g)
+    with torch.no_grad():
+        assert torch.equal(loaded(labels), pruned(labels))
+    with pytest.raises(ValueError, match="no per-channel scales to score"):
+        prune(ResnetGenerator(resolution=32, ngf=8, n_blocks=1))
+
+
+def test_macs_budget_finds_the_smallest_threshold_that_fits() -> None:
+    g = _half_zeroed()
+    full = executed_macs("resnet-generator", g.config)
+    budget = 0.2 * full
+    pruned, info = prune(g, macs_budget=budget, min_channels=2)
+    assert info["macs_after"] <= budget and min(info["channels_after"]) >= 2
+    # minimal: keeping every channel scored at the chosen threshold (one step less pruning) would not fit
+    scores = torch.cat(channel_scores(g))
+    lower = scores[scores < info["threshold"]].max().item()
+    _, looser = prune(g, threshold=lower, min_channels=2)
+    assert looser["macs_after"] > budget
+    with pytest.raises(ValueError, match="exceeds the budget"):
+        prune(g, macs_budget=10.0, min_channels=2)
+
+
+def test_condense_objective_zeroes_channels_and_resumes_exactly(tmp_path: Path) -> None:
+    def opts(root: Path, steps: int) -> TrainOptions:
+        # λ = 300: the proximal threshold lr * λ = 0.6 per step wipes out most unit-scale channels in two steps
+        return TrainOptions(preset="resnet-tiny32-condense", data=DATA, outdir=str(root), steps=steps, batch=4,
+                            tick=0.004, snap=1, device="cpu", progress=False, grid=4, metrics=[],
+                            hparams={"sparsity": 300.0, "sparsity_ramp": 1})
+
+    straight = train(opts(tmp_path / "a", 2))
+    first = train(opts(tmp_path / "b", 1))
+    resumed = train(TrainOptions(resume=str(first.run_dir), steps=2, device="cpu", progress=False))
+    a = load_file(str(straight.snapshot / "G" / "model.safetensors"))  # type: ignore[operator]
+    b = load_file(str(resumed.snapshot / "G" / "model.safetensors"))  # type: ignore[operator]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    condensed = leangen.load(straight.run_dir)  # the entry is G itself
+    zeros = int((torch.cat(channel_scores(condensed)) == 0).sum())
+    assert zeros > 0
+
+
+def test_compress_cli_end_to_end(tmp_path: Path) -> None:
+    teacher = train(TrainOptions(preset="resnet-tiny32", data=DATA, outdir=str(tmp_path / "runs"), steps=2, batch=4,
+                                 tick=0.004, snap=1, device="cpu", progress=False, grid=4, metrics=[])).run_dir
+    out = tmp_path / "compressed"
+    args = ["compress", "--network", str(teacher), "--data", DATA, "--outdir", str(out), "--condense-steps", "2",
+            "--distill-steps", "2", "--batch", "4", "--gmacs", "0.004", "--min-channels", "2", "--threads", "1",
+            "--repeats", "1"]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "| student |" in result.output
+    doc = json.loads((out / "report.json").read_text())
+    assert (out / "condense" / "channels.png").is_file() and (out / "report.md").is_file()
+
+    student = leangen.load(out / "student")
+    t, s = doc["teacher"], doc["student"]
+    assert isinstance(student, ResnetGenerator)
+    assert student.config["channels"] == doc["steps"]["prune"]["channels_after"]
+    assert s["params"] == count_params(student) < t["params"] == count_params(leangen.load(teacher))
+    assert s["gmacs"] == pytest.approx(executed_macs("resnet-generator", student.config) / 1e9)
+    assert s["gmacs"] <= 0.004 and doc["mac_ratio"] == pytest.approx(t["gmacs"] / s["gmacs"])
+    assert doc["mac_ratio"] > 2
+    assert s["onnx_max_abs_diff"] <= 1e-3 and s["latency_ms_ort_t1"] > 0 and s["latency_ms_eager_t1"] > 0
+    assert doc["metric"] == "psnr" and 0 < s["value"] < 100
+    # the distill step started from the pruned weights and trained against the condensed teacher
+    index = json.loads(next((out / "distill" / "runs").glob("*/checkpoints/*/index.json")).read_text())
+    assert index["objective"] == "distill"
+    assert index["modules"]["teacher"]["source"] == str((out / "condense" / "model").resolve())
+    stats = [json.loads(x) for x in next((out / "distill" / "runs").glob("*/stats.jsonl")).read_text().splitlines()]
+    assert stats[-1]["feature_mse"] >= 0 and stats[-1]["l1_teacher"] > 0  # kept-channel features + outputs matched
+
+    # Every step is done: a rerun skips them all and leaves the report as it was.
+    before = (out / "report.json").read_text()
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0 and (out / "report.json").read_text() == before
+    assert "condense:" not in result.output and "distill:" not in result.output
