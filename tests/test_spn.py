@@ -103,21 +103,22 @@ def test_conditioning_sees_only_earlier_slices() -> None:
 
 # ----------------------------------------------------------------------------------------------------- sampling
 
-def test_cached_sampling_equals_naive_for_the_same_draws() -> None:
-    dec = randomize(MaskedConvDecoder(channels=3, levels=16, hidden=9, blocks=2, kernel=5, cond_channels=4))
+@pytest.mark.parametrize("head", [{}, dict(likelihood="logistic_mixture", mixtures=3)], ids=["categorical", "mixture"])
+def test_cached_sampling_equals_naive_for_the_same_draws(head: dict) -> None:
+    dec = randomize(MaskedConvDecoder(channels=3, levels=16, hidden=9, blocks=2, kernel=5, cond_channels=4, **head))
     cond = torch.randn(2, 4, 5, 6)
     u = torch.rand(2, 5, 6, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     a = dec.sample(2, 5, 6, u, cond, cached=True)
     b = dec.sample(2, 5, 6, u, cond, cached=False)
     assert torch.equal(a, b) and a.unique().numel() > 4
-    spn = randomize(SubscalePixelNetwork(bits=5, subscale=2, **SMALL))
+    spn = randomize(SubscalePixelNetwork(bits=5, subscale=2, **SMALL, **head))
     a = spn.sample(2, torch.Generator().manual_seed(3))
     assert torch.equal(a, spn.sample(2, torch.Generator().manual_seed(3), cached=False))
     assert a.dtype == torch.uint8 and a.shape == (2, 3, 8, 8) and int(a.max()) < 32
     # a cold temperature concentrates the draws on the modes: fewer distinct values
     cold = spn.sample(2, torch.Generator().manual_seed(3), temperature=0.05)
     assert cold.unique().numel() < a.unique().numel()
-    ar = randomize(ARDecoder(resolution=6, bits=4, hidden=6, blocks=1))
+    ar = randomize(ARDecoder(resolution=6, bits=4, hidden=6, blocks=1, **head))
     assert torch.equal(ar.sample(1, torch.Generator().manual_seed(0)),
                        ar.sample(1, torch.Generator().manual_seed(0), cached=False))
 
