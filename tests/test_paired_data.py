@@ -146,3 +146,105 @@ def test_a_non_square_paired_folder_trains_a_translator(tmp_path: Path) -> None:
                                         "D": {"num_classes": 3}}))
     record = json.loads((res.run_dir / "metric-miou.jsonl").read_text().splitlines()[-1])
     assert 0 <= record["results"]["miou"] <= 1 and record["protocol"]["classes"] == 3
+
+
+def make_instances(root: Path, labels: Path, h: int = 16, w: int = 32) -> Path:
+    """Instance-id maps for every pair of ``labels``: 16-bit ids (Cityscapes-like 26001..), vertical stripes."""
+    (root / "inst").mkdir()
+    for f in sorted(labels.iterdir()):
+        ids = np.full((h, w), 26001, np.uint16)
+        ids[:, w // 2:] = 26002 + int(f.stem[1:])
+        Image.fromarray(ids).save(root / "inst" / f.name)
+    return root / "inst"
+
+
+def test_instance_maps_are_stored_carried_and_checked(tmp_path: Path) -> None:
+    from leangen.data.batch import collate
+    from leangen.data.paired_folders import open_pairs
+    from leangen.train.data import BatchStream, _cat
+
+    labels, images, _, _ = make_sources(tmp_path / "src")
+    pal, inst = tmp_path / "src" / "palette.json", make_instances(tmp_path / "src", labels)
+    runner = CliRunner()
+
+    def create(dest: str, *args: str) -> tuple[int, str]:
+        r = runner.invoke(cli, ["dataset", "create-pairs", "--dest", str(tmp_path / dest), "--labels", str(labels),
+                                "--images", str(images), "--palette", str(pal), *args])
+        return r.exit_code, r.output
+
+    code, out = create("pairs", "--instances", str(inst))
+    assert code == 0 and "instance maps" in out, out
+    ds = open_pairs(tmp_path / "pairs")
+    assert json.loads((tmp_path / "pairs" / "dataset.json").read_text())["instances"] is True
+    assert ds.instances is not None and ds.instances.shape == (12, 16, 32) and int(ds.instances[3, 0, -1]) == 26005
+    item = ds[3]
+    assert torch.equal(item["instances"], ds.instances[3])
+    # the batch record carries instances through collate, get_batch, flip, select, to and the loader's concat
+    b = collate([ds[0], ds[1]])
+    assert b.instances is not None and torch.equal(b.instances, ds.instances[:2])
+    flipped = b.flip_where(torch.tensor([True, False]))
+    assert torch.equal(flipped.instances[0], b.instances[0].flip(-1))  # type: ignore[index]
+    assert torch.equal(flipped.instances[1], b.instances[1])  # type: ignore[index]
+    assert torch.equal(b.select(slice(1, 2)).to("cpu").instances, b.instances[1:2])  # type: ignore[arg-type]
+    assert torch.equal(_cat([b, b]).instances, torch.cat([b.instances, b.instances]))  # type: ignore[arg-type]
+    train = get_task("paired").open(str(tmp_path / "pairs"), None).train
+    got = BatchStream(train, 4, mirror=True).next()
+    assert got.instances is not None and got.instances.shape == (4, 16, 32)
+    assert collate(ds.get_batch([0])).instances is not None and collate([{"image": b.image[0]}]).instances is None
+    # mismatched names and sizes: clear errors naming the file, nothing written
+    (inst / "p04.png").rename(inst / "q99.png")
+    code, out = create("bad", "--instances", str(inst))
+    assert code == 1 and "no instance map for pair(s) p04" in out and "no pair for instance map(s) q99" in out, out
+    (inst / "q99.png").rename(inst / "p04.png")
+    Image.fromarray(np.zeros((8, 32), np.uint16)).save(inst / "p04.png")
+    code, out = create("bad", "--instances", str(inst))
+    assert code == 1 and "p04.png is 32x8" in out and "labels/p04.png is 32x16" in out, out
+    Image.fromarray(np.zeros((16, 32, 3), np.uint8)).save(inst / "p04.png")
+    code, out = create("bad", "--instances", str(inst))
+    assert code == 1 and "p04.png: a RGB image" in out, out
+    assert not (tmp_path / "bad").exists()
+
+
+def test_a_translator_with_instance_edges_trains_on_instance_pairs(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from leangen.models.asapnet import ASAPNet
+    from leangen.models.multiscale_discriminator import MultiscaleDiscriminator
+    from leangen.train import TrainOptions, train
+
+    labels, images, _, _ = make_sources(tmp_path / "src")
+    inst = make_instances(tmp_path / "src", labels)
+    out = write_pairs(load_pair_sources(labels=labels, images=images, palette=tmp_path / "src" / "palette.json",
+                                        instances=inst), tmp_path / "pairs")
+    seen: dict[str, list[bool]] = {"G": [], "D": []}
+    g_fwd, d_fwd = ASAPNet.forward, MultiscaleDiscriminator.forward
+
+    def spy_g(self: ASAPNet, labels: torch.Tensor, instances: torch.Tensor | None = None) -> torch.Tensor:
+        seen["G"].append(instances is not None and instances.shape == labels.shape)
+        return g_fwd(self, labels, instances)
+
+    def spy_d(self: MultiscaleDiscriminator, labels: torch.Tensor, image: torch.Tensor,
+              instances: torch.Tensor | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        seen["D"].append(instances is not None)
+        return d_fwd(self, labels, image, instances)
+
+    monkeypatch.setattr(ASAPNet, "forward", spy_g)
+    monkeypatch.setattr(MultiscaleDiscriminator, "forward", spy_d)
+    from leangen.train.perceptual import vgg19_features
+
+    vgg = tmp_path / "vgg19.pth"  # the VGG19 perceptual term from a user's file, through the hparams
+    torch.save({f"features.{k}": v for k, v in vgg19_features().state_dict().items()}, vgg)
+    res = train(TrainOptions(preset="asapnet-tiny32", data=str(out), outdir=str(tmp_path / "runs"), steps=1, batch=4,
+                       device="cpu", progress=False, grid=4, metrics=[], tick=0.004, snap=1,
+                       hparams={"gan_weight": 1.0, "perceptual_weight": 1.0, "perceptual_net": "vgg19",
+                                "perceptual_weights": str(vgg)},
+                       overrides={"G": {"num_classes": 3, "resolution": 16, "aspect": 2, "instance_edge": True},
+                                  "D": {"num_classes": 3, "instance_edge": True}}))
+    row = json.loads((res.run_dir / "stats.jsonl").read_text().splitlines()[-1])
+    assert row["perceptual"] > 0
+    assert seen["G"] and all(seen["G"]) and seen["D"] and all(seen["D"])
+    # translators whose forward takes labels only (PaletteOracle here) are not handed instance maps
+    from leangen.train.paired import _instance_kwargs
+
+    ids = torch.zeros(1, 4, 4, dtype=torch.long)
+    assert _instance_kwargs(PaletteOracle([(0, 0, 0)]), ids) == {}
+    assert _instance_kwargs(MultiscaleDiscriminator(num_classes=3), ids)["instances"] is ids

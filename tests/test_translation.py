@@ -166,3 +166,60 @@ def test_perceptual_loss_is_zero_on_identical_images_and_has_gradients() -> None
     value.backward()
     assert value > 0 and out.grad is not None and out.grad.abs().sum() > 0
     assert loss(target, target) == 0
+
+
+def test_vgg19_perceptual_from_a_user_weights_file(tmp_path: Path) -> None:
+    from leangen.train.perceptual import VGG19_TAPS, build_perceptual, vgg19_features
+
+    torch.manual_seed(0)
+    state = {f"features.{k}": v for k, v in vgg19_features().state_dict().items()}
+    state["classifier.0.weight"] = torch.zeros(2, 2)  # a full-model state dict: the classifier is ignored
+    path = tmp_path / "vgg19.pth"
+    torch.save(state, path)
+    loss = build_perceptual("vgg19", str(path), "cpu")
+    assert len(list(loss.parameters())) == 2 * 13 and VGG19_TAPS[-1] == 30  # conv1_1 .. conv5_1, frozen
+    assert torch.equal(loss.net[28].weight, state["features.28.weight"])  # conv5_1 carries the file's weights
+    target = torch.rand(2, 3, 32, 32) * 2 - 1
+    out = (torch.rand(2, 3, 32, 32) * 2 - 1).requires_grad_(True)
+    value = loss(out, target)
+    value.backward()
+    assert value > 0 and out.grad is not None and out.grad.abs().sum() > 0
+    assert not any(p.grad is not None for p in loss.parameters())
+    assert loss(target, target) == 0
+    # VGG16's layout (features.16 is a pool there), a non-state-dict and a broken file: one clear error each
+    torch.save({k: v for k, v in state.items() if not k.startswith("features.16.")}, tmp_path / "vgg16.pth")
+    torch.save([1, 2], tmp_path / "list.pth")
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    for name, match in (("vgg16.pth", "not a torchvision-layout VGG19 state dict.*missing features.16"),
+                        ("list.pth", "not a VGG19 state dict"), ("junk.pth", "not a readable VGG19 state dict")):
+        with pytest.raises(ValueError, match=match):
+            build_perceptual("vgg19", str(tmp_path / name), "cpu")
+    bad = dict(state, **{"features.0.weight": torch.zeros(64, 1, 3, 3)})
+    torch.save(bad, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match="wrong shape for features.0.weight"):
+        build_perceptual("vgg19", str(tmp_path / "bad.pth"), "cpu")
+    with pytest.raises(ValueError, match="needs perceptual_weights"):
+        build_perceptual("vgg19", None, "cpu")
+    with pytest.raises(ValueError, match="unknown perceptual_net"):
+        build_perceptual("vgg16", str(path), "cpu")
+
+
+def test_instance_edges_reach_generator_and_discriminator() -> None:
+    from leangen.models.base import MODEL_TYPES
+    from leangen.models.multiscale_discriminator import MultiscaleDiscriminator
+
+    torch.manual_seed(0)
+    labels = torch.zeros(1, 32, 32, dtype=torch.long)
+    inst = torch.zeros(1, 32, 32, dtype=torch.long)
+    inst[:, :, 16:] = 7  # two instances of one class: only the instance map tells them apart
+    for preset in ("asapnet-tiny32", "pix2pixhd-tiny32", "spade-tiny32"):
+        model_type, kwargs = get_preset(preset).components["G"]
+        g = MODEL_TYPES[model_type](**{**kwargs, "instance_edge": True}).eval()
+        with torch.no_grad():
+            assert not torch.allclose(g(labels, inst), g(labels), atol=1e-6), preset
+            # only boundaries matter: renumbered instances give the same image
+            assert torch.allclose(g(labels, inst + 3), g(labels, inst), atol=1e-6), preset
+    d = MultiscaleDiscriminator(num_classes=9, width=8, layers=3, instance_edge=True)
+    img = torch.rand(1, 3, 32, 32) * 2 - 1
+    assert not torch.allclose(d(labels, img, inst)[0][0], d(labels, img)[0][0])
+    assert get_preset("asapnet-cityscapes-256x512").components["D"][1]["instance_edge"] is True

@@ -178,6 +178,11 @@ class PairedTask(Task):
         super().check_batch(batch, model)
         if batch.condition is None:
             raise ValueError("paired training needs label maps in the batch")
+        if batch.instances is not None and not getattr(model, "instance_edge", False):
+            import warnings
+
+            warnings.warn("the data has instance maps but the model has no instance-edge input "
+                          "(instance_edge=False); they are ignored", stacklevel=2)
         k = getattr(model, "num_classes", None)
         if k is not None and int(batch.condition.max()) >= k:
             raise ValueError(f"the data has label id {int(batch.condition.max())} but the model takes {k} classes; "

@@ -115,7 +115,11 @@ def create(source: str, dest: str, resolution: int | None, on_error: str, max_im
               help="pix2pix side-by-side pairs instead: each image is A (colour-coded labels) | B (target).")
 @click.option("--palette", type=click.Path(exists=True, dir_okay=False), default=None, metavar="FILE.json",
               help="Label colours, [[r,g,b], ...] or {\"classes\": [...], \"palette\": [...]}, ids in order.")
-def create_pairs(dest: str, labels: str | None, images: str | None, ab: str | None, palette: str | None) -> None:
+@click.option("--instances", type=click.Path(exists=True, file_okay=False), default=None, metavar="DIR",
+              help="Optional instance maps: integer instance-id PNGs, one per pair (same names, same size); "
+                   "models with an instance-edge input see where the ids change.")
+def create_pairs(dest: str, labels: str | None, images: str | None, ab: str | None, palette: str | None,
+                 instances: str | None) -> None:
     """Check label map -> image pairs and write them as a paired folder (labels/, images/, dataset.json with the
     classes and palette) that `leangen train --data DIR` reads. Nothing is written unless every pair is valid.
 
@@ -123,18 +127,22 @@ def create_pairs(dest: str, labels: str | None, images: str | None, ab: str | No
     Examples:
       leangen dataset create-pairs --labels facades/labels --images facades/photos --palette facades.json \\
         --dest data/facades
+      leangen dataset create-pairs --labels city/labelIds --images city/photos --instances city/instanceIds \
+        --dest data/cityscapes
       leangen dataset create-pairs --ab pix2pix/facades/train --palette facades.json --dest data/facades-ab
     """
     from leangen.data.paired_folders import load_pair_sources, write_pairs
 
     try:
-        ds = load_pair_sources(labels=labels, images=images, ab=ab, palette=palette)
-        out = write_pairs(ds, dest, sources={"labels": labels, "images": images, "ab": ab, "palette": palette})
+        ds = load_pair_sources(labels=labels, images=images, ab=ab, palette=palette, instances=instances)
+        out = write_pairs(ds, dest, sources={"labels": labels, "images": images, "ab": ab, "palette": palette,
+                                             "instances": instances})
     except _USER_ERRORS as e:
         fail(str(e))
         return
     h, w = ds.images.shape[2:]
-    click.echo(f"wrote {out}: {len(ds)} pairs of {w}x{h}, {ds.num_classes} classes")
+    click.echo(f"wrote {out}: {len(ds)} pairs of {w}x{h}, {ds.num_classes} classes"
+               + (", instance maps" if ds.instances is not None else ""))
 
 
 @command.command("info", short_help="Describe a dataset: count, resolution, labels, size, attribution.")

@@ -4,7 +4,8 @@ Dataset items come in three shapes, all accepted everywhere:
 
 - a uint8 image tensor ``[C, H, W]`` (unconditional and likelihood data);
 - a tuple ``(image, label)`` (class-labelled image datasets; the label is not used by the trainer yet);
-- a dict ``{"image": uint8 [C, H, W], "condition": int64 [H, W]}`` (paired data: label map -> photo).
+- a dict ``{"image": uint8 [C, H, W], "condition": int64 [H, W]}`` (paired data: label map -> photo), optionally
+  with ``"instances": int64 [H, W]`` (instance ids per pixel; models turn them into the instance-edge map).
 
 Images stay uint8 until an objective asks for floats: a likelihood model needs the exact integer values, a GAN
 wants ``[-1, 1]``. Float image datasets (tests, in-memory tensors) are taken to be in ``[-1, 1]`` already.
@@ -20,17 +21,21 @@ import torch
 @dataclass
 class Batch:
     """One batch. ``image``: uint8 ``[B, C, H, W]`` in 0..255 (or float in [-1, 1]); ``condition``: int64 label
-    map ``[B, H, W]`` for paired data, else None."""
+    map ``[B, H, W]`` for paired data, else None; ``instances``: int64 instance ids ``[B, H, W]`` when the paired
+    data has instance maps, else None."""
 
     image: torch.Tensor
     condition: torch.Tensor | None = None
+    instances: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.image.shape[0])
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
-        cond = None if self.condition is None else self.condition.to(device, non_blocking=non_blocking)
-        return Batch(self.image.to(device, non_blocking=non_blocking), cond)
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device, non_blocking=non_blocking)
+
+        return Batch(self.image.to(device, non_blocking=non_blocking), move(self.condition), move(self.instances))
 
     @property
     def image_float(self) -> torch.Tensor:
@@ -47,19 +52,33 @@ class Batch:
         return (self.image.float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
 
     def flip_where(self, mask: torch.Tensor) -> "Batch":
-        """Mirror (x-flip) the items where ``mask [B]`` is true: image and label map together."""
+        """Mirror (x-flip) the items where ``mask [B]`` is true: image, label map and instance map together."""
         if not bool(mask.any()):
             return self
-        image = self.image.clone()
-        image[mask] = image[mask].flip(-1)
-        cond = self.condition
-        if cond is not None:
-            cond = cond.clone()
-            cond[mask] = cond[mask].flip(-1)
-        return Batch(image, cond)
+
+        def flip(t: torch.Tensor | None) -> torch.Tensor | None:
+            if t is None:
+                return None
+            t = t.clone()
+            t[mask] = t[mask].flip(-1)
+            return t
+
+        return Batch(flip(self.image), flip(self.condition), flip(self.instances))  # type: ignore[arg-type]
 
     def select(self, index: slice | torch.Tensor) -> "Batch":
-        return Batch(self.image[index], None if self.condition is None else self.condition[index])
+        def pick(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t[index]
+
+        return Batch(self.image[index], pick(self.condition), pick(self.instances))
+
+    def as_dict(self) -> dict[str, torch.Tensor]:
+        """The paired-item dict form (``image``, ``condition`` and ``instances`` when present)."""
+        out = {"image": self.image}
+        if self.condition is not None:
+            out["condition"] = self.condition
+        if self.instances is not None:
+            out["instances"] = self.instances
+        return out
 
 
 def item_image(item: Any) -> torch.Tensor:
@@ -74,12 +93,14 @@ def collate(items: Sequence[Any] | Any) -> Batch:
     if isinstance(items, torch.Tensor):
         return Batch(items)
     if isinstance(items, dict):
-        return Batch(items["image"], items.get("condition"))
+        return Batch(items["image"], items.get("condition"), items.get("instances"))
     if isinstance(items, tuple) and len(items) == 2 and isinstance(items[0], torch.Tensor) and items[0].dim() == 4:
         return Batch(items[0])  # (images, labels) from a labelled get_batch
     items = list(items)
     if items and isinstance(items[0], dict):
-        cond = [it.get("condition") for it in items]
-        return Batch(torch.stack([it["image"] for it in items]),
-                     None if cond[0] is None else torch.stack(cond))  # type: ignore[arg-type]
+        def stack(key: str) -> torch.Tensor | None:
+            parts = [it.get(key) for it in items]
+            return None if parts[0] is None else torch.stack(parts)  # type: ignore[arg-type]
+
+        return Batch(torch.stack([it["image"] for it in items]), stack("condition"), stack("instances"))
     return Batch(torch.stack([item_image(it) for it in items]))

@@ -1,8 +1,9 @@
 """Paired data (label map -> image) and the built-in ``openmoji-seg`` set.
 
 ``PairedDataset`` holds everything in memory: images uint8 ``[N, 3, H, W]`` and label maps int64 ``[N, H, W]``
-with ids in ``0 .. num_classes - 1``. Items are ``{"image": ..., "condition": ...}`` dicts (see
-``leangen.data.batch``).
+with ids in ``0 .. num_classes - 1``, optionally instance maps int64 ``[N, H, W]`` (any integer id per object; only
+where ids change matters: models see the instance-edge map). Items are ``{"image": ..., "condition": ...}`` dicts,
+plus ``"instances"`` when there are instance maps (see ``leangen.data.batch``).
 
 ``openmoji-seg`` is a minimal paired set made from the OpenMoji glyphs with no download: the label of a pixel is the
 nearest of ``OPENMOJI_SEG_CLASSES`` colour families (background white, outline black, grey, red, orange/yellow,
@@ -39,17 +40,23 @@ OPENMOJI_SEG_CLASSES: tuple[tuple[str, tuple[int, int, int]], ...] = (
 
 
 class PairedDataset(torch.utils.data.Dataset):
-    """In-memory pairs. ``images`` uint8 ``[N, 3, H, W]``; ``labels`` integer ``[N, H, W]`` (class ids)."""
+    """In-memory pairs. ``images`` uint8 ``[N, 3, H, W]``; ``labels`` integer ``[N, H, W]`` (class ids);
+    ``instances`` optional integer ``[N, H, W]`` (instance ids)."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, names: list[str] | None = None,
                  classes: list[str] | None = None, palette: list[tuple[int, int, int]] | None = None,
-                 name: str = "pairs", metadata: dict[str, Any] | None = None) -> None:
+                 name: str = "pairs", metadata: dict[str, Any] | None = None,
+                 instances: torch.Tensor | None = None) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be uint8 [N, 3, H, W], got {images.dtype} {tuple(images.shape)}")
         if labels.dim() != 3 or labels.shape[0] != images.shape[0] or labels.shape[1:] != images.shape[2:]:
             raise ValueError(f"labels must be [N, H, W] matching images {tuple(images.shape)}, got "
                              f"{tuple(labels.shape)}")
+        if instances is not None and tuple(instances.shape) != tuple(labels.shape):
+            raise ValueError(f"instance maps must be [N, H, W] matching the labels {tuple(labels.shape)}, got "
+                             f"{tuple(instances.shape)}")
         self.images, self.labels = images.contiguous(), labels.long().contiguous()
+        self.instances = None if instances is None else instances.long().contiguous()
         self.names = list(names) if names is not None else [f"{i:08d}" for i in range(len(images))]
         self.num_classes = len(classes) if classes else int(self.labels.max()) + 1
         if int(self.labels.min()) < 0 or int(self.labels.max()) >= self.num_classes:
@@ -63,11 +70,17 @@ class PairedDataset(torch.utils.data.Dataset):
         return int(self.images.shape[0])
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"image": self.images[i], "condition": self.labels[i]}
+        item = {"image": self.images[i], "condition": self.labels[i]}
+        if self.instances is not None:
+            item["instances"] = self.instances[i]
+        return item
 
     def get_batch(self, indices: Any) -> dict[str, torch.Tensor]:
         idx = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
-        return {"image": self.images.index_select(0, idx), "condition": self.labels.index_select(0, idx)}
+        out = {"image": self.images.index_select(0, idx), "condition": self.labels.index_select(0, idx)}
+        if self.instances is not None:
+            out["instances"] = self.instances.index_select(0, idx)
+        return out
 
     @property
     def resolution(self) -> int:
@@ -82,6 +95,8 @@ class PairedDataset(torch.utils.data.Dataset):
         h = hashlib.sha256()
         h.update(self.images.numpy().tobytes())
         h.update(self.labels.numpy().astype(np.int16).tobytes())
+        if self.instances is not None:  # absent instance maps leave the old fingerprints unchanged
+            h.update(self.instances.numpy().astype(np.int64).tobytes())
         return h.hexdigest()[:24]
 
     def colorize(self, labels: torch.Tensor) -> torch.Tensor:

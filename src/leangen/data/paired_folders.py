@@ -5,11 +5,14 @@ Layout (``create_pairs`` writes it; ``open_pairs`` reads it)::
     dataset.json   {"paired": true, "classes": [name, ...], "palette": [[r, g, b], ...] | null, "sources": {...}}
     labels/<name>.png     class ids, greyscale (L) or indexed (P) PNG, any size (all pairs one size)
     images/<name>.png     the target, RGB, the label map's size
+    instances/<name>.png  optional: instance ids, 16-bit greyscale PNG (dataset.json has "instances": true)
 
 Sources ``create_pairs`` accepts: two folders with matching file names (``labels`` and ``images``), or the pix2pix
 side-by-side layout (one folder of ``A|B`` images, A the colour-coded label map on the left, B the target). Label
 maps are class-id PNGs, or RGB colour-coded with a palette file (JSON ``[[r, g, b], ...]`` or
-``{"classes": [...], "palette": [...]}``; one colour per class, ids in palette order). Mismatched names, unknown
+``{"classes": [...], "palette": [...]}``; one colour per class, ids in palette order). Optional instance maps come
+from a third folder of the same names: greyscale (L, I, I;16) or indexed PNGs of integer instance ids, the label
+map's size (Cityscapes' ``*_instanceIds.png`` qualify). Mismatched names, unknown
 colours, size mismatches and ids >= the number of classes are ``ValueError`` naming the file; everything is read and
 checked before anything is written, and the folder appears in one rename.
 """
@@ -101,11 +104,13 @@ def _png_names(folder: Path) -> dict[str, Path]:
 
 def load_pair_sources(*, labels: str | os.PathLike | None = None, images: str | os.PathLike | None = None,
                       ab: str | os.PathLike | None = None, palette: str | os.PathLike | None = None,
-                      classes: list[str] | None = None) -> PairedDataset:
+                      classes: list[str] | None = None,
+                      instances: str | os.PathLike | None = None) -> PairedDataset:
     """Read and check pairs from ``labels`` + ``images`` folders (matching names) or an ``ab`` folder of A|B images.
 
     ``palette``: file of the label colours (required for A|B and RGB label maps). ``classes``: names (default: from
-    the palette file, or ``0 .. K-1`` with K = the largest id + 1).
+    the palette file, or ``0 .. K-1`` with K = the largest id + 1). ``instances``: optional folder of instance-id
+    maps, one per pair (same names, same size).
     """
     pal_classes, pal = read_palette(palette) if palette else (None, None)
     classes = classes or pal_classes
@@ -151,10 +156,32 @@ def load_pair_sources(*, labels: str | os.PathLike | None = None, images: str | 
     for f, m in zip(files, maps):
         if int(m.max()) >= k or int(m.min()) < 0:
             raise ValueError(f"{f}: label id {int(m.max())} but the dataset has {k} classes (ids 0..{k - 1})")
+    inst = None if instances is None else torch.from_numpy(_instance_maps(Path(instances), names, files, maps))
     images_t = torch.from_numpy(np.stack(targets)).permute(0, 3, 1, 2).contiguous()
     return PairedDataset(images_t, torch.from_numpy(np.stack(maps)), names=names,
                          classes=list(classes) if classes else [str(i) for i in range(k)], palette=pal,
-                         name=Path(str(ab or labels)).name)
+                         name=Path(str(ab or labels)).name, instances=inst)
+
+
+def _instance_maps(folder: Path, names: list[str], files: list[Path], maps: list[np.ndarray]) -> np.ndarray:
+    """int64 ``[N, H, W]`` instance ids for the pairs ``names`` (label maps ``files``/``maps``) from ``folder``;
+    ``ValueError`` naming the files when names do not pair up, a map is not an id PNG or sizes differ."""
+    found = {n: p for n, p in _png_names(folder).items() if p.suffix.lower() == ".png"}
+    missing, extra = [n for n in names if n not in found], sorted(set(found) - set(names))
+    if missing or extra:
+        what = [f"no instance map for pair(s) {', '.join(missing[:5])}" if missing else "",
+                f"no pair for instance map(s) {', '.join(extra[:5])}" if extra else ""]
+        raise ValueError(f"{folder} does not pair up with the label maps: " + "; ".join(w for w in what if w))
+    out = []
+    for name, f, m in zip(names, files, maps):
+        ids = read_label_map(found[name])
+        if ids.shape != m.shape:
+            raise ValueError(f"instance map {found[name]} is {ids.shape[1]}x{ids.shape[0]} but {f} is "
+                             f"{m.shape[1]}x{m.shape[0]}")
+        if int(ids.min()) < 0:
+            raise ValueError(f"instance map {found[name]} has negative ids")
+        out.append(ids)
+    return np.stack(out)
 
 
 def write_pairs(dataset: PairedDataset, dest: str | os.PathLike, sources: dict[str, Any] | None = None) -> Path:
@@ -167,13 +194,17 @@ def write_pairs(dataset: PairedDataset, dest: str | os.PathLike, sources: dict[s
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
         (tmp / "labels").mkdir(), (tmp / "images").mkdir()
+        if dataset.instances is not None:
+            (tmp / "instances").mkdir()
         mode = "L" if dataset.num_classes <= 256 else "I"
         for i, name in enumerate(dataset.names):
             lab = dataset.labels[i].numpy()
             Image.fromarray(lab.astype(np.uint8) if mode == "L" else lab.astype(np.int32), mode).save(
                 tmp / "labels" / f"{name}.png")
             Image.fromarray(dataset.images[i].permute(1, 2, 0).numpy()).save(tmp / "images" / f"{name}.png")
-        meta = {PAIRS_MARKER: True, "classes": dataset.classes,
+            if dataset.instances is not None:
+                Image.fromarray(_uint16_ids(dataset.instances[i].numpy(), name)).save(tmp / "instances" / f"{name}.png")
+        meta = {PAIRS_MARKER: True, "classes": dataset.classes, "instances": dataset.instances is not None,
                 "palette": [list(c) for c in dataset.palette] if dataset.palette else None,
                 "count": len(dataset), "size": list(dataset.images.shape[2:]), "sources": sources or {}}
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -184,11 +215,23 @@ def write_pairs(dataset: PairedDataset, dest: str | os.PathLike, sources: dict[s
     return dest
 
 
+def _uint16_ids(ids: np.ndarray, name: str) -> np.ndarray:
+    """Instance ids ``[H, W]`` as uint16 for a 16-bit PNG (PIL writes no 32-bit PNGs). Ids beyond 65535 are
+    renumbered ``0 .. n-1`` in order, which keeps every boundary (only where ids change matters)."""
+    if int(ids.min()) >= 0 and int(ids.max()) <= 0xFFFF:
+        return ids.astype(np.uint16)
+    compact = np.unique(ids, return_inverse=True)[1].reshape(ids.shape)
+    if int(compact.max()) > 0xFFFF:
+        raise ValueError(f"instance map {name}: more than 65536 instances")
+    return compact.astype(np.uint16)
+
+
 def open_pairs(path: str | os.PathLike) -> PairedDataset:
     """Read a paired folder written by ``write_pairs`` (checked like ``load_pair_sources``)."""
     path = Path(path)
     meta = json.loads((path / "dataset.json").read_text())
-    ds = load_pair_sources(labels=path / "labels", images=path / "images", classes=meta.get("classes"))
+    ds = load_pair_sources(labels=path / "labels", images=path / "images", classes=meta.get("classes"),
+                           instances=path / "instances" if meta.get("instances") else None)
     if meta.get("palette"):
         ds.palette = [tuple(c) for c in meta["palette"]]
     ds.name = path.name

@@ -8,5 +8,5 @@ from leangen.models import conv_translator, independent_pixels  # noqa: F401
 from leangen.models import asapnet, multiscale_discriminator  # noqa: F401
 from leangen.models import ar_decoder, spn, spn_chain  # noqa: F401
 from leangen.models import resnet_generator, unet_generator  # noqa: F401
-from leangen.models import stylenat  # noqa: F401
+from leangen.models import stylenat, wavelet_discriminator  # noqa: F401
 from leangen.models import pix2pixhd, spade  # noqa: F401

@@ -308,13 +308,22 @@ class Translator(PretrainedModel):
         return (torch.randint(0, self.num_classes, (batch, res, res), generator=torch.Generator().manual_seed(0)),)
 
     @torch.no_grad()
-    def translate(self, labels: torch.Tensor, output_type: OutputType = "pt", batch_size: int = 16) -> Any:
-        """Images for label maps ``[B, H, W]`` (on any device; computed where the model is)."""
+    def translate(self, labels: torch.Tensor, output_type: OutputType = "pt", batch_size: int = 16,
+                  instances: torch.Tensor | None = None) -> Any:
+        """Images for label maps ``[B, H, W]`` (on any device; computed where the model is). ``instances``: optional
+        instance ids ``[B, H, W]`` for models with an instance-edge input."""
         self.check_labels(labels)
+        if instances is not None and tuple(instances.shape) != tuple(labels.shape):
+            raise ValueError(f"instance maps {tuple(instances.shape)} must match the label maps {tuple(labels.shape)}")
         device = next(self.parameters()).device
         was_training = self.training
         self.eval()
-        outs = [self(labels[i:i + batch_size].to(device).long()).float().cpu()
+
+        def extra(i: int) -> dict[str, torch.Tensor]:
+            # only models built for instance edges take the argument (subclasses may implement forward(labels))
+            return {} if instances is None else {"instances": instances[i:i + batch_size].to(device).long()}
+
+        outs = [self(labels[i:i + batch_size].to(device).long(), **extra(i)).float().cpu()
                 for i in range(0, labels.shape[0], batch_size)]
         self.train(was_training)
         return convert_images(torch.cat(outs), output_type)

@@ -15,6 +15,7 @@ from leangen.models.base import PretrainedModel, register_model
 from leangen.ops.channels import stylegan2_channels
 from leangen.ops.conv_layer import ConvLayer
 from leangen.ops.equalized import EqualLinear
+from leangen.ops.stddev import minibatch_stddev
 
 
 class ResBlock(nn.Module):
@@ -57,15 +58,7 @@ class StyleGAN2Discriminator(PretrainedModel):
 
     def minibatch_stddev(self, x: torch.Tensor) -> torch.Tensor:
         """Append the std over groups of samples, averaged over channels and pixels, as extra feature map(s)."""
-        b, c, h, w = x.shape
-        g = min(b, self.stddev_group)
-        if b % g:
-            g = 1  # uneven last batch: fall back to per-sample (std 0) rather than failing
-        f = self.stddev_features
-        y = x.reshape(g, -1, f, c // f, h, w)
-        y = torch.sqrt(y.float().var(0, unbiased=False) + 1e-8).mean(dim=(2, 3, 4)).to(x.dtype)  # [B/g, f]
-        y = y.reshape(-1, f, 1, 1).repeat(g, 1, h, w)
-        return torch.cat([x, y], dim=1)
+        return minibatch_stddev(x, self.stddev_group, self.stddev_features)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         x = self.convs(img)

@@ -1,6 +1,7 @@
 """Multi-scale conditional PatchGAN discriminator (pix2pixHD / SPADE / ASAP-Net trainers).
 
-``num_d`` PatchGANs see the one-hot label map concatenated with the image at full, 1/2, 1/4 ... resolution (3x3
+``num_d`` PatchGANs see the one-hot label map (plus the instance-edge map with ``instance_edge``, as pix2pixHD and
+SPADE do) concatenated with the image at full, 1/2, 1/4 ... resolution (3x3
 average pooling, stride 2, between scales). Each has ``layers`` 4x4 convs (stride 2 except the last, width doubling
 up to ``max_width``), spectral norm, InstanceNorm (not on the first) and LeakyReLU(0.2), then a 4x4 conv to one
 logit per patch. The official setting is ``num_d=2, layers=4, width=64, max_width=512``.
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from leangen.models.base import PretrainedModel, register_model
-from leangen.ops.labels import one_hot_labels
+from leangen.ops.labels import label_input
 
 
 class _PatchGAN(nn.Module):
@@ -40,20 +41,25 @@ class _PatchGAN(nn.Module):
 
 @register_model("multiscale-discriminator")
 class MultiscaleDiscriminator(PretrainedModel):
-    """``(labels [B, H, W], image [B, 3, H, W]) -> (logits: list of [B, 1, h_i, w_i] per scale, features: list)``.
+    """``(labels [B, H, W], image [B, 3, H, W], instances [B, H, W] | None) -> (logits: list of [B, 1, h_i, w_i]
+    per scale, features: list)``.
 
-    ``features`` holds every intermediate activation of every scale (for feature matching)."""
+    ``features`` holds every intermediate activation of every scale (for feature matching). With ``instance_edge``
+    the boundaries of ``instances`` are one more input channel (zeros when no instances are given)."""
 
     kind = "discriminator"
 
     def __init__(self, num_classes: int = 13, width: int = 64, layers: int = 4, max_width: int = 512,
-                 num_d: int = 2) -> None:
+                 num_d: int = 2, instance_edge: bool = False) -> None:
         super().__init__()
-        self.num_classes = num_classes
-        self.scales = nn.ModuleList(_PatchGAN(num_classes + 3, width, layers, max_width) for _ in range(num_d))
+        self.num_classes, self.instance_edge = num_classes, instance_edge
+        cin = num_classes + int(instance_edge) + 3
+        self.scales = nn.ModuleList(_PatchGAN(cin, width, layers, max_width) for _ in range(num_d))
 
-    def forward(self, labels: torch.Tensor, image: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        x = torch.cat([one_hot_labels(labels, self.num_classes, image.dtype), image], dim=1)
+    def forward(self, labels: torch.Tensor, image: torch.Tensor,
+                instances: torch.Tensor | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        _, cond = label_input(labels, self.num_classes, self.instance_edge, instances, image.dtype)
+        x = torch.cat([cond, image], dim=1)
         logits, feats = [], []
         for i, d in enumerate(self.scales):
             if i:

@@ -36,7 +36,7 @@ def register_family(family: str, model_type: str, config: Callable[[int, int, in
         register_preset(Preset(
             name=name, family=family, task="paired", resolution=h, objective="paired_gan",
             components={"G": (model_type, config(k, h, aspect, edge)),
-                        "D": ("multiscale-discriminator", dict(num_classes=k))},
+                        "D": ("multiscale-discriminator", dict(num_classes=k, instance_edge=edge))},
             training=dict(PAPER_TRAINING), paper=dict((paper or {}).get(name, {})),
             description=f"{describe} {h}x{h * aspect}, {k} labels{' + instance edges' if edge else ''}"))
     k = len(OPENMOJI_SEG_CLASSES)

@@ -223,6 +223,15 @@ def _register_presets() -> None:
                         "D": ("stylegan2-discriminator", dict(resolution=res, channel_multiplier=2))},
             training=recipe, paper=paper[res],
             description=f"StyleNAT FFHQ-{res} configuration (Hydra-NA k=7, dilations 1 and R/8), StyleGAN2 D"))
+    # The reference set-up's D: StyleSwin's wavelet discriminator with spectral norm, plus bCR (10, 10) with
+    # CR_DiffAug's transforms (flip, colour, translation 1/8, cutout).
+    bcr = dict(bcr_real=10.0, bcr_fake=10.0, bcr_augment="flip,color,translation,cutout")
+    register_preset(Preset(
+        name="stylenat-256-wavelet", family="stylenat", task="unconditional", resolution=256, objective="gan",
+        components={"G": ("stylenat-generator", dict(resolution=256)),
+                    "D": ("wavelet-discriminator", dict(resolution=256, channel_multiplier=2, spectral_norm=True))},
+        training={**recipe, **bcr}, paper=paper[256],
+        description="StyleNAT FFHQ-256 as in the reference set-up: wavelet D with spectral norm, bCR"))
     # Tiny CPU presets: widths <= 64, two heads, k=7 (k=3 at 8x8 would also do; 7 keeps the paper's kernel).
     tiny = {32: (64, 64, 64, 32), 64: (64, 64, 64, 32, 32)}
     for res, ch in tiny.items():
@@ -234,6 +243,13 @@ def _register_presets() -> None:
             name=f"stylenat-tiny{res}", family="stylenat", task="unconditional", resolution=res, objective="gan",
             components={"G": ("stylenat-generator", cfg), "D": ("stylegan2-discriminator", dcfg)},
             training=training, description=f"small StyleNAT for CPU training at {res}x{res}"))
+        if res == 32:
+            wcfg = dict(resolution=res, channel_multiplier=2, channel_base=64, max_channels=64, spectral_norm=True)
+            register_preset(Preset(
+                name=f"stylenat-tiny{res}-wavelet", family="stylenat", task="unconditional", resolution=res,
+                objective="gan", components={"G": ("stylenat-generator", cfg), "D": ("wavelet-discriminator", wcfg)},
+                training={**training, **bcr},
+                description=f"small StyleNAT at {res}x{res} with the wavelet D (spectral norm) and bCR"))
 
 
 _register_presets()

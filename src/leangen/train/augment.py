@@ -1,8 +1,9 @@
 """Differentiable augmentation for data-efficient GAN training (DiffAugment, Zhao et al., NeurIPS 2020).
 
 The same random transform family is applied to real and generated images before the discriminator, and gradients
-flow through it to the generator. Policies: ``color`` (brightness, saturation, contrast), ``translation`` (shift by
-up to 1/8 of the image, zero fill), ``cutout`` (zero a square of half the image side). Randomness comes from the
+flow through it to the generator. Policies: ``flip`` (random horizontal flip, for consistency regularization),
+``color`` (brightness, saturation, contrast), ``translation`` (shift by up to 1/8 of the image, zero fill),
+``cutout`` (zero a square of half the image side). Randomness comes from the
 global torch RNG on the images' device, so a resumed run that restores RNG states draws the same transforms.
 Images are float ``[B, C, H, W]`` in [-1, 1].
 """
@@ -12,7 +13,7 @@ from typing import Callable
 
 import torch
 
-POLICIES = ("color", "translation", "cutout")
+POLICIES = ("flip", "color", "translation", "cutout")
 
 
 def parse_policy(spec: str | None) -> list[str]:
@@ -47,6 +48,11 @@ def contrast(x: torch.Tensor) -> torch.Tensor:
     return (x - mean) * (_rand(x) + 0.5) + mean
 
 
+def flip(x: torch.Tensor) -> torch.Tensor:
+    """Mirror each sample left-right with probability 1/2."""
+    return torch.where(_rand(x) < 0.5, x.flip(3), x)
+
+
 def translation(x: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
     """Shift every sample by its own integer offset in [-ratio*size, ratio*size]; uncovered pixels become 0."""
     b, _, h, w = x.shape
@@ -74,6 +80,7 @@ def cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
 
 
 _OPS: dict[str, list[Callable[[torch.Tensor], torch.Tensor]]] = {
+    "flip": [flip],
     "color": [brightness, saturation, contrast],
     "translation": [translation],
     "cutout": [cutout],

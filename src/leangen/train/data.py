@@ -31,8 +31,11 @@ class _Indexed(Dataset):
 
 
 def _cat(batches: list[Batch]) -> Batch:
-    cond = None if batches[0].condition is None else torch.cat([b.condition for b in batches])  # type: ignore[misc]
-    return Batch(torch.cat([b.image for b in batches]), cond)
+    def cat(key: str) -> torch.Tensor | None:
+        parts = [getattr(b, key) for b in batches]
+        return None if parts[0] is None else torch.cat(parts)
+
+    return Batch(torch.cat([b.image for b in batches]), cat("condition"), cat("instances"))
 
 
 class BatchStream:

@@ -13,7 +13,11 @@ StyleGAN2's recipe, written from the papers (Karras et al. 2020; Zhao et al. 202
   (G uses ``pl_interval``, D ``r1_interval``), since each regularized step takes one more optimizer step;
 - ``G.map(z, update_w_avg=True)`` in the generator phase keeps ``mapping.w_avg`` (truncation centre) current;
 - optional DiffAugment on everything D sees;
-- optional clipping of D's global gradient norm (``d_grad_clip``, StyleNAT's set-up).
+- optional clipping of D's global gradient norm (``d_grad_clip``, StyleNAT's set-up);
+- optional balanced consistency regularization (bCR, Zhao et al. 2021; StyleNAT/StyleSwin use 10 and 10), added to
+  D's main loss: ``bcr_real * mean((D(x) - D(T(x)))^2) + bcr_fake * mean((D(G(z)) - D(T(G(z))))^2)`` with ``T`` the
+  ``bcr_augment`` policy applied on top of what D already saw; gradients flow through both terms (as in the paper).
+  Off by default, and when off it draws no random numbers, so runs without it are unchanged.
 
 Only the ``StyleGenerator`` interface is used (``map``, ``synthesis``, ``num_ws``, ``z_dim``), never a family.
 The losses and the lazy Adam live in ``leangen.train.losses`` (shared with the other adversarial objectives).
@@ -58,6 +62,9 @@ class GANObjective(Objective):
         "style_mixing": 0.0,        # probability of mixing two latents
         "diffaugment": "none",      # DiffAugment policy: color,translation,cutout | none
         "d_grad_clip": 0.0,         # clip D's global gradient norm (StyleNAT/StyleSwin: 5.0); 0 disables
+        "bcr_real": 0.0,            # bCR weight on reals (StyleNAT/StyleSwin: 10); 0 disables
+        "bcr_fake": 0.0,            # bCR weight on fakes (StyleNAT/StyleSwin: 10); 0 disables
+        "bcr_augment": "flip,translation",  # bCR's transform T, a DiffAugment policy (reference: all four)
     }
 
     # -- set-up ---------------------------------------------------------------------------------------------------
@@ -84,6 +91,10 @@ class GANObjective(Objective):
         self.pl_decay, self.pl_batch_shrink = float(hp["pl_decay"]), max(1, int(hp["pl_batch_shrink"]))
         self.style_mixing = float(hp["style_mixing"])
         self.d_grad_clip = float(hp["d_grad_clip"])
+        self.bcr_real, self.bcr_fake = float(hp["bcr_real"]), float(hp["bcr_fake"])
+        self.cr_augment = DiffAugment(hp["bcr_augment"]).to(dev)
+        if (self.bcr_real > 0 or self.bcr_fake > 0) and not self.cr_augment.policy:
+            raise ValueError("bCR (bcr_real/bcr_fake > 0) needs a transform: set bcr_augment, e.g. 'flip,translation'")
         lr = float(hp["lr"])
         betas = [float(b) for b in hp["betas"]]
         self.opt_G = lazy_adam(self.G.parameters(), float(hp["g_lr"] or lr), betas, self.pl_interval)
@@ -125,6 +136,23 @@ class GANObjective(Objective):
             ws = torch.where(mix, ws2, ws)
         return ws
 
+    def _bcr(self, seen_real: torch.Tensor, logits_real: torch.Tensor, seen_fake: torch.Tensor,
+             logits_fake: torch.Tensor, stats: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """Balanced consistency loss for D's main step. Inputs: what D saw ``[B, 3, H, W]`` and its logits ``[B, 1]``.
+
+        Returns None when bCR is off (no D calls, no random draws); else the weighted scalar loss (with graph), and
+        records the unweighted MSE per side in ``stats`` as ``bcr_real`` / ``bcr_fake``."""
+        loss: torch.Tensor | None = None
+        for name, weight, seen, logits in (("bcr_real", self.bcr_real, seen_real, logits_real),
+                                           ("bcr_fake", self.bcr_fake, seen_fake, logits_fake)):
+            if weight <= 0:
+                continue
+            with self.rt.autocast():
+                mse = (self.D(self.cr_augment(seen)).float() - logits).square().mean()
+            stats[name] = mse.detach()
+            loss = mse * weight if loss is None else loss + mse * weight
+        return loss
+
     # -- one training step ------------------------------------------------------------------------------------------
     def train_step(self, batch: "Batch", step: int) -> dict[str, torch.Tensor]:
         G, D, rt = self.G, self.D, self.rt
@@ -165,10 +193,14 @@ class GANObjective(Objective):
         with torch.no_grad(), rt.autocast():
             fake = G.synthesis(self._ws(self._latents(n)))
         with rt.autocast():
-            logits_fake = D(self.augment(fake)).float()
-            logits_real = D(self.augment(reals)).float()
+            seen_fake = self.augment(fake)
+            logits_fake = D(seen_fake).float()
+            seen_real = self.augment(reals)
+            logits_real = D(seen_real).float()
         loss_D = d_loss("nonsat", logits_real, logits_fake)
-        self.optimizer_step(self.opt_D, D, loss_D, grad_clip=self.d_grad_clip)
+        bcr = self._bcr(seen_real, logits_real, seen_fake, logits_fake, stats)
+        # loss_D stays the adversarial part in the stats (comparable with and without bCR); bCR has its own stats.
+        self.optimizer_step(self.opt_D, D, loss_D if bcr is None else loss_D + bcr, grad_clip=self.d_grad_clip)
         stats["loss_D"] = loss_D.detach()
         stats["D_real"] = logits_real.detach().mean()
         stats["D_fake"] = logits_fake.detach().mean()

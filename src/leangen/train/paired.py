@@ -1,7 +1,10 @@
 """The paired objective: a translator (label map -> image) trained with L1 to the target plus, optionally, a
 conditional GAN (hinge loss on a PatchGAN, feature matching), as pix2pix/pix2pixHD/SPADE do.
 
-``gan_weight=0`` gives the plain L1 regression baseline (the discriminator is then never run).
+``gan_weight=0`` gives the plain L1 regression baseline (the discriminator is then never run). When the batch carries
+instance maps (``Batch.instances``), G and D both get them (``instances=``) when they take that input (ASAP-Net,
+pix2pixHD-style, SPADE, the multi-scale discriminator); models built with ``instance_edge`` feed the boundary map in
+as one more channel.
 """
 from __future__ import annotations
 
@@ -38,7 +41,9 @@ class PairedGANObjective(Objective):
         "gan_weight": 1.0,         # 0: L1 regression only
         "l1_weight": 1.0,          # L1 to the target, in [-1, 1] units
         "fm_weight": 10.0,         # discriminator feature matching (pix2pixHD); only with gan_weight > 0
-        "perceptual_weight": 0.0,  # L1 on frozen TF-Inception features (leangen.train.perceptual); 0: off
+        "perceptual_weight": 0.0,  # L1 on frozen features (leangen.train.perceptual); 0: off
+        "perceptual_net": "inception",  # inception (TF-Inception, offline) | vgg19 (needs perceptual_weights)
+        "perceptual_weights": None,     # path of a torchvision-layout VGG19 state dict (perceptual_net=vgg19)
     }
 
     def build(self, preset: "Preset", runtime: "Runtime", options: "TrainOptions") -> None:
@@ -58,9 +63,9 @@ class PairedGANObjective(Objective):
         self.perceptual_weight = float(hp["perceptual_weight"])
         self.perceptual = None
         if self.perceptual_weight > 0:
-            from leangen.train.perceptual import InceptionPerceptual
+            from leangen.train.perceptual import build_perceptual
 
-            self.perceptual = InceptionPerceptual(runtime.device)
+            self.perceptual = build_perceptual(str(hp["perceptual_net"]), hp["perceptual_weights"], runtime.device)
         d_loss(self.gan_loss, torch.zeros(1), torch.zeros(1))  # fail early on an unknown loss name
         lr, betas = float(hp["lr"]), tuple(float(b) for b in hp["betas"])
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=float(hp["g_lr"] or lr), betas=betas)  # type: ignore[arg-type]
@@ -79,13 +84,14 @@ class PairedGANObjective(Objective):
         G, D, rt = self.G, self.D, self.rt
         labels, target = batch.condition, batch.image_float
         assert labels is not None
+        inst_g, inst_d = _instance_kwargs(G, batch.instances), _instance_kwargs(D, batch.instances)
         adversarial = self.gan_weight > 0
         stats: dict[str, torch.Tensor] = {}
 
         # G: L1 to the target (+ fool D, + match D's features on the real pair).
         D.requires_grad_(False)
         with rt.autocast():
-            fake = G(labels).float()
+            fake = G(labels, **inst_g).float()
             l1 = (fake - target).abs().mean()
             loss = self.l1_weight * l1
             if self.perceptual is not None:
@@ -93,9 +99,9 @@ class PairedGANObjective(Objective):
                 loss = loss + self.perceptual_weight * perceptual
                 stats["perceptual"] = perceptual.detach()
             if adversarial:
-                logits_fake, feats_fake = D(labels, fake)
+                logits_fake, feats_fake = D(labels, fake, **inst_d)
                 with torch.no_grad():
-                    _, feats_real = D(labels, target)
+                    _, feats_real = D(labels, target, **inst_d)
                 loss_adv = _over_scales(lambda lf: g_loss(self.gan_loss, lf.float()), logits_fake)
                 fm = feature_matching(feats_fake, feats_real)
                 loss = loss + self.gan_weight * loss_adv + self.fm_weight * fm
@@ -107,8 +113,8 @@ class PairedGANObjective(Objective):
         if adversarial:
             D.requires_grad_(True)
             with rt.autocast():
-                logits_real, _ = D(labels, target)
-                logits_fake, _ = D(labels, fake.detach())
+                logits_real, _ = D(labels, target, **inst_d)
+                logits_fake, _ = D(labels, fake.detach(), **inst_d)
             loss_D = _over_scales(lambda lr, lf: d_loss(self.gan_loss, lr.float(), lf.float()), logits_real,
                                   logits_fake)
             self.optimizer_step(self.opt_D, D, loss_D)
@@ -118,7 +124,14 @@ class PairedGANObjective(Objective):
     @torch.no_grad()
     def preview(self, inputs: Mapping[str, Any]) -> torch.Tensor:
         batch: "Batch" = inputs["batch"]
-        return self.G_ema.translate(batch.condition, output_type="pt")  # type: ignore[arg-type]
+        inst = _instance_kwargs(self.G_ema, batch.instances)
+        return self.G_ema.translate(batch.condition, output_type="pt", **inst)  # type: ignore[arg-type]
+
+
+def _instance_kwargs(module: nn.Module, instances: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """``{"instances": ids [B, H, W]}`` for a module that takes them (it has ``instance_edge``; models built without
+    edges accept and ignore them), else ``{}``: translators with ``forward(labels)`` only keep working."""
+    return {"instances": instances} if instances is not None and hasattr(module, "instance_edge") else {}
 
 
 def _over_scales(loss: Any, *logits: Any) -> torch.Tensor:
