@@ -33,7 +33,7 @@ from torch import nn
 
 from leangen.train.augment import DiffAugment
 from leangen.train.losses import d_loss, g_loss, lazy_adam, r1_penalty
-from leangen.train.objective import Objective, build_component
+from leangen.train.objective import AdversarialModules, Objective, build_component
 
 __all__ = ["GANObjective", "build_component", "lazy_adam"]
 
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from leangen.train.options import TrainOptions
 
 
-class GANObjective(Objective):
+class GANObjective(AdversarialModules, Objective):
     """Non-saturating GAN with lazy R1, optional path length, style mixing and DiffAugment. Modules: G, D, G_ema."""
 
     name: ClassVar[str] = "gan"
@@ -100,15 +100,6 @@ class GANObjective(Objective):
         self.opt_G = lazy_adam(self.G.parameters(), float(hp["g_lr"] or lr), betas, self.pl_interval)
         self.opt_D = lazy_adam(self.D.parameters(), float(hp["d_lr"] or lr), betas, self.r1_interval)
         self.pl_mean = torch.zeros([], device=dev)
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {"G_ema": self.G_ema, "G": self.G, "D": self.D}
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"G": self.opt_G, "D": self.opt_D}
-
-    def ema_pairs(self) -> dict[str, str]:
-        return {"G_ema": "G"}
 
     def state_dict(self) -> dict[str, Any]:
         # DiffAugment has no state of its own (its randomness is the global RNG, which the loop saves).

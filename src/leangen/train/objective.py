@@ -156,6 +156,20 @@ class Objective(abc.ABC):
         return self.modules()[self.entry]
 
 
+class AdversarialModules:
+    """Mixin for objectives with a trained ``G``, its EMA ``G_ema`` (the entry) and a trained ``D``, optimized by
+    ``opt_G`` and ``opt_D``: the three accessors the loop reads."""
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"G_ema": self.G_ema, "G": self.G, "D": self.D}  # type: ignore[attr-defined]
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"G": self.opt_G, "D": self.opt_D}  # type: ignore[attr-defined]
+
+    def ema_pairs(self) -> dict[str, str]:
+        return {"G_ema": "G"}
+
+
 def get_objective(name: str) -> type[Objective]:
     """The objective class registered under ``name``; ``ValueError`` listing the known names otherwise."""
     if name not in OBJECTIVES:

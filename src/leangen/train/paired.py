@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from leangen.train.losses import d_loss, feature_matching, g_loss
-from leangen.train.objective import Objective, build_component
+from leangen.train.objective import AdversarialModules, Objective, build_component
 
 if TYPE_CHECKING:
     from leangen.data.batch import Batch
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from leangen.train.runtime import Runtime
 
 
-class PairedGANObjective(Objective):
+class PairedGANObjective(AdversarialModules, Objective):
     """Modules: ``G`` (translator, trained), ``G_ema`` (its EMA; the entry), ``D`` (trained when ``gan_weight > 0``).
 
     ``D(labels, image)`` returns ``(logits, features)``; ``logits`` may be a list (one map per scale of a
@@ -70,15 +70,6 @@ class PairedGANObjective(Objective):
         lr, betas = float(hp["lr"]), tuple(float(b) for b in hp["betas"])
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=float(hp["g_lr"] or lr), betas=betas)  # type: ignore[arg-type]
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=float(hp["d_lr"] or lr), betas=betas)  # type: ignore[arg-type]
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {"G_ema": self.G_ema, "G": self.G, "D": self.D}
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"G": self.opt_G, "D": self.opt_D}
-
-    def ema_pairs(self) -> dict[str, str]:
-        return {"G_ema": "G"}
 
     def train_step(self, batch: "Batch", step: int) -> dict[str, torch.Tensor]:
         G, D, rt = self.G, self.D, self.rt
