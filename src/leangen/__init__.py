@@ -29,6 +29,9 @@ def load(source: str | os.PathLike, device: str | torch.device = "cpu", role: st
       likelihood models...), or the module ``role`` (``G``, ``D``; a frozen ``teacher`` comes from its recorded path);
     - run directory (``runs/00000-...``): its newest intact snapshot, as above (damaged newer ones are passed
       over with a warning);
+    - an official checkpoint file (``.pt``/``.pth``/``.ckpt``/``.bin`` of PixelFolder, CIPS, rosinality StyleGAN2,
+      StyleNAT or ASAP-Net): converted in memory, format detected from its tensor names (``leangen.convert``;
+      ``leangen convert`` saves the result once instead);
     - preset name (``stylegan2-256``): a randomly initialized model, with a warning.
 
     What comes back is a generator (``.generate(seeds)``), a likelihood model (``.log_prob``, ``.generate``) or a
@@ -41,6 +44,10 @@ def load(source: str | os.PathLike, device: str | torch.device = "cpu", role: st
     dev = resolve_device(device)
     path = Path(source).expanduser()
     if path.exists():
+        from leangen.convert import convert_checkpoint, looks_like_checkpoint
+
+        if looks_like_checkpoint(path):
+            return convert_checkpoint(path).to(dev)
         if (path / CONFIG_NAME).is_file():
             return PretrainedModel.from_pretrained(path, device=dev)
         if (path / runs.STATE_NAME).is_file() or (path / "G_ema").is_dir():

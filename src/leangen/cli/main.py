@@ -19,7 +19,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "generate": ("leangen.cli.generate", "Generate images (generators, likelihood models)."),
     "translate": ("leangen.cli.translate", "Translate label maps into images with a translator (ASAP-Net, ...)."),
     "eval": ("leangen.cli.eval", "Compute metrics: FID/KID/PR, bits/dim, PSNR, teacher agreement."),
-    "export": ("leangen.cli.export", "Export a generator to ONNX and check it in ONNX Runtime."),
+    "convert": ("leangen.cli.convert", "Convert an official checkpoint (PixelFolder, CIPS, StyleGAN2, StyleNAT, ASAP-Net)."),
+    "export": ("leangen.cli.export", "Export a generator or translator to ONNX; checked in ONNX Runtime."),
     "compress": ("leangen.cli.compress", "Condense, prune and distill a trained translator; report size and speed."),
     "demo": ("leangen.cli.demo", "Train a tiny generator on OpenMoji on CPU, sample, evaluate, profile."),
 }

@@ -13,6 +13,12 @@ A label map ``[B, H, W]`` becomes an image in two streams:
 Convs followed by a norm carry no bias (affine InstanceNorm), as in the official code; this is what makes the
 parameter counts exact (``asapnet-facades-512``: 82,007,363). The positional encoding is recomputed for each input
 size (the official generator caches it from the first call, which is wrong for a second size).
+
+Which conditioning channels each stream sees follows the official ``lr_instance`` rule: the low-res stream gets the
+one-hot labels plus the instance-edge channel (when ``instance_edge``); the per-pixel MLP gets that same stack minus
+its last channel when ``lr_instance`` (default: ``lr_instance = instance_edge``, i.e. edges feed the low-res stream
+only). ``lr_instance=False`` with edges gives the edges to both streams; ``lr_instance=True`` without edges reproduces
+the official code's dropping of the last label channel from the MLP input (``leangen convert`` needs both cases).
 """
 from __future__ import annotations
 
@@ -36,13 +42,16 @@ class ASAPNet(Translator):
 
     ``resolution`` is the training height, ``aspect`` the width/height ratio; ``downsampling`` (S, default
     ``resolution // 16``) is the tile size and ``learned_ds`` (S2) its learned part. Inputs of any size that is a
-    multiple of S work.
+    multiple of S work. ``reflection_pad`` / ``replicate_pad``: the low-res convs pad by reflection / replication
+    instead of zeros. ``lr_instance`` (default ``instance_edge``): the MLP input drops the last conditioning channel
+    (see the module docstring).
     """
 
     def __init__(self, num_classes: int = 13, resolution: int = 512, aspect: int = 1, downsampling: int | None = None,
                  learned_ds: int = 16, lr_width: int = 64, lr_max_width: int = 1024, lr_depth: int = 7,
                  hr_width: int = 64, hr_depth: int = 5, instance_edge: bool = False,
-                 reflection_pad: bool = False, init_gain: float = 0.02) -> None:
+                 reflection_pad: bool = False, init_gain: float = 0.02, lr_instance: bool | None = None,
+                 replicate_pad: bool = False) -> None:
         super().__init__()
         tile = downsampling or resolution // 16
         if not is_power_of_two(tile) or not is_power_of_two(learned_ds) or tile % learned_ds:
@@ -53,10 +62,17 @@ class ASAPNet(Translator):
         self.num_classes, self.img_resolution = num_classes, resolution
         self.img_height, self.img_width = resolution, resolution * aspect
         self.tile, self.fixed_ds = tile, tile // learned_ds
+        if reflection_pad and replicate_pad:
+            raise ValueError("choose one of reflection_pad and replicate_pad")
         self.instance_edge = instance_edge
-        self.hr_channels = [num_classes + periodic_encoding_channels(tile)] + [hr_width] * (hr_depth - 1) + [3]
-        pad = "reflect" if reflection_pad else "zeros"
+        self.lr_instance = instance_edge if lr_instance is None else lr_instance
         lr_in = num_classes + int(instance_edge)
+        # The official MLP input is the low-res input minus its last channel when lr_instance (see module docstring).
+        self.hr_inputs = lr_in - int(self.lr_instance)
+        if self.hr_inputs < 1:
+            raise ValueError("lr_instance without an instance edge needs at least 2 label classes")
+        self.hr_channels = [self.hr_inputs + periodic_encoding_channels(tile)] + [hr_width] * (hr_depth - 1) + [3]
+        pad = "reflect" if reflection_pad else "replicate" if replicate_pad else "zeros"
         layers: list[nn.Module] = [conv_norm(lr_in, lr_width, 3, norm="instance_affine", padding_mode=pad), nn.ReLU()]
         n_down = int(math.log2(learned_ds))
         for i in range(n_down):
@@ -80,7 +96,8 @@ class ASAPNet(Translator):
 
     def forward(self, labels: torch.Tensor, instances: torch.Tensor | None = None) -> torch.Tensor:
         """``labels`` int ``[B, H, W]`` or one-hot ``[B, K, H, W]``; ``instances`` optional int ``[B, H, W]`` ids
-        (boundaries feed the low-res stream when the model was built with ``instance_edge``; absent: no edges)."""
+        (boundaries feed the low-res stream, and the MLP unless ``lr_instance``, when the model was built with
+        ``instance_edge``; absent: no edges). Returns ``[B, 3, H, W]`` in (-1, 1)."""
         dtype = self.head.weight.dtype
         onehot, lr_in = label_input(labels, self.num_classes, self.instance_edge, instances, dtype)
         b, _, h, w = onehot.shape
@@ -88,7 +105,9 @@ class ASAPNet(Translator):
             raise ValueError(f"input {h}x{w} is not a multiple of the {self.tile}px tile")
         params = self.head(self.lr_stream(tent_downsample(lr_in, self.fixed_ds)))
         pos = periodic_encoding(h, w, self.tile, onehot.device, dtype).expand(b, -1, -1, -1)
-        return tiled_mlp(torch.cat([onehot, pos], 1), params, self.hr_channels, self.tile)
+        # the usual case (MLP sees exactly the one-hot map) keeps the graph free of a slice
+        hr_in = onehot if self.hr_inputs == self.num_classes else lr_in[:, :self.hr_inputs]
+        return tiled_mlp(torch.cat([hr_in, pos], 1), params, self.hr_channels, self.tile)
 
     def example_inputs(self, batch: int) -> tuple[Any, ...]:
         """Seeded random label maps ``[batch, H, W]`` at the model's own size (for ``leangen.profile``)."""

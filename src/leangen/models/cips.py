@@ -8,10 +8,18 @@ the StyleGAN2 table (512 x5, 256, 128 at 256). After every pair a ``ToRGB`` (mod
 the running RGB sum. Every layer uses the same w (``num_ws = 1``): no W+ and no style mixing.
 
 Because there are no spatial ops, any coordinate set can be rendered: a crop, a larger or non-square canvas, a
-panorama strip. Off the native grid the embedding is sampled bilinearly (``align_corners=True``: coordinates +-1 hit
-the centres of the border pixels, so the native grid reproduces the embedding exactly; outside [-1, 1] it is
-clamped). The official code samples with PyTorch's default ``align_corners=False`` whenever it is not training at
-native size, which blurs the embedding by half a pixel; we use the same embedding in both modes instead.
+panorama strip. How the embedding is read is the constructor option ``embedding_sampling``:
+
+- ``"table"`` (default, leangen's presets): at the native grid the table is used as is; off the grid it is sampled
+  bilinearly with ``align_corners=True`` (coordinates +-1 hit the centres of the border pixels, so the native grid
+  reproduces the table exactly; outside [-1, 1] it is clamped). Training and inference see the same embedding.
+- ``"official_eval"`` (what ``leangen.convert`` sets for official CIPS checkpoints): the table is always read with
+  ``F.grid_sample(table, coords, mode="bilinear", padding_mode="border", align_corners=False)``, the native grid
+  included. That is what the official generator computes in eval mode: with ``align_corners=False`` the grid's +-1
+  are the table's outer edges, so even the native grid gets a slightly stretched, half-pixel-shifted resampling that
+  mixes neighbouring entries (visibly different from the raw table). The mode applies everywhere (native grid, other
+  sizes, crops, and training too), so a converted model computes the official eval-mode samples; the official
+  training mode alone uses the raw table at the native grid.
 
 Speed: all layers are 1x1, so they run as one matrix product per sample on pixel-major ``[B, H*W, C]`` activations
 with the modulated + demodulated weight built once per layer (same math as ``ModulatedConv2d``). Without autograd the
@@ -21,7 +29,7 @@ not depend on z) are cached; see ``cached_constant``.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -31,6 +39,10 @@ from leangen.models.base import StyleGenerator, register_model
 from leangen.ops.channels import stylegan2_channels
 from leangen.ops.coords import LearnedFourierFeatures, cached_constant, coordinate_grid, eager_inference
 from leangen.ops.modulated import ConstantInput, NoiseInjection, NoiseMode, StyledConv, ToRGB, modulated_fc_weight
+
+
+EmbeddingSampling = Literal["table", "official_eval"]
+EMBEDDING_SAMPLING: tuple[str, ...] = ("table", "official_eval")
 
 
 def cips_widths(resolution: int, channel_multiplier: int = 2, channel_base: int = 512,
@@ -48,15 +60,22 @@ class CIPSGenerator(StyleGenerator):
         resolution: native size R (power of two, 8..1024); the embedding has R x R entries.
         hidden_size: channels of the Fourier features and of the embedding (512 in the paper).
         channel_multiplier, channel_base, max_channels: layer widths, as in ``stylegan2_channels``.
+        embedding_sampling: ``"table"`` (the table itself at the native grid, ``align_corners=True`` elsewhere) or
+            ``"official_eval"`` (``grid_sample`` with ``align_corners=False`` everywhere, as the official eval-mode
+            forward); see the module docstring.
     """
 
     def __init__(self, resolution: int = 256, z_dim: int = 512, w_dim: int = 512, mapping_layers: int = 8,
                  mapping_lr_mul: float = 0.01, hidden_size: int = 512, channel_multiplier: int = 2,
-                 channel_base: int = 512, max_channels: int = 512):
+                 channel_base: int = 512, max_channels: int = 512, embedding_sampling: EmbeddingSampling = "table"):
         super().__init__()
         log_size = int(math.log2(resolution))
         if 2 ** log_size != resolution or not 8 <= resolution <= 1024:
             raise ValueError(f"resolution must be a power of two in 8..1024, got {resolution}")
+        if embedding_sampling not in EMBEDDING_SAMPLING:
+            raise ValueError(f"embedding_sampling must be one of {', '.join(EMBEDDING_SAMPLING)}, "
+                             f"got {embedding_sampling!r}")
+        self.embedding_sampling = embedding_sampling
         self._init_mapping(z_dim, w_dim, mapping_layers, mapping_lr_mul, num_ws=1, resolution=resolution)
         self.hidden_size = hidden_size
         self.lff = LearnedFourierFeatures(hidden_size)
@@ -76,13 +95,18 @@ class CIPSGenerator(StyleGenerator):
     # ------------------------------------------------------------------------------------------------ input features
 
     def input_features(self, coords: torch.Tensor) -> torch.Tensor:
-        """Per-pixel inputs at arbitrary coordinates: ``[B, 2, H, W]`` -> pixel-major ``[B, H*W, 2*hidden]``."""
+        """Per-pixel inputs at arbitrary coordinates: ``[B, 2, H, W]`` in [-1, 1] (x, y) -> pixel-major
+        ``[B, H*W, 2*hidden]`` (Fourier features, then the bilinearly sampled embedding).
+
+        ``align_corners`` follows ``embedding_sampling``: True for ``"table"`` (+-1 are the border pixels' centres),
+        False for ``"official_eval"`` (+-1 are the table's outer edges, as in the official code).
+        """
         b, _, h, w = coords.shape
         dtype = self.emb.input.dtype
         coords = coords.to(dtype)
         fourier = self.lff(coords)
         emb = F.grid_sample(self.emb.input.expand(b, -1, -1, -1), coords.permute(0, 2, 3, 1), mode="bilinear",
-                            padding_mode="border", align_corners=True)
+                            padding_mode="border", align_corners=self.embedding_sampling == "table")
         # cat of the two channel-last views writes one contiguous pixel-major tensor (no extra copy).
         return torch.cat([fourier.permute(0, 2, 3, 1), emb.permute(0, 2, 3, 1)], dim=3).reshape(b, h * w, -1)
 
@@ -91,13 +115,15 @@ class CIPSGenerator(StyleGenerator):
         p = self.emb.input
 
         def compute() -> torch.Tensor:
-            if (h, w) != (self.img_resolution, self.img_resolution):
+            if (h, w) != (self.img_resolution, self.img_resolution) or self.embedding_sampling != "table":
+                # "official_eval" resamples the table even at the native grid (align_corners=False)
                 return self.input_features(coordinate_grid(h, w, device=p.device, dtype=p.dtype))
-            # native grid: use the embedding itself (identical to sampling it at the pixel centres, and cheaper)
+            # "table" at the native grid: the embedding itself (what sampling it at the pixel centres gives, cheaper)
             fourier = self.lff(coordinate_grid(h, w, device=p.device, dtype=p.dtype))
             return torch.cat([fourier.permute(0, 2, 3, 1), p.permute(0, 2, 3, 1)], dim=3).reshape(1, h * w, -1)
 
-        return cached_constant(self, (h, w), compute, params=(p, self.lff.weight, self.lff.bias), max_entries=1)
+        return cached_constant(self, (h, w, self.embedding_sampling), compute,
+                               params=(p, self.lff.weight, self.lff.bias), max_entries=1)
 
     # ----------------------------------------------------------------------------------------------------- synthesis
 

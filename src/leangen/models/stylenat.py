@@ -9,12 +9,18 @@ Layout (written from the paper's description and the configuration tables; no of
 - attention: full multi-head self-attention with a relative bias at 4x4; Hydra-NA from 8x8 up, the heads split into
   groups each with its own kernel, dilation and bias table (at 256: k=7 with dilations 1 and R/8);
 - heads per level ``max(C // 32, min_heads)``; between levels bilinear 2x upsampling, LayerNorm, a bias-free Linear to
-  the next width and a 2-D sinusoidal position code times a learnable scale (initialized at 0);
+  the next width and a 2-D sinusoidal position code times a learnable scale (initialized at 0); the code is the
+  official one (StyleSwin's): column channels first, 1-based positions, ``f_j = exp(-j ln(10000) / (C/4 - 1))``;
 - an un-modulated 1x1 ToRGB per level whose outputs are summed StyleGAN2-style ([1,3,3,1] FIR upsampling of the skip).
+  Placed as the official code does (``rgb_after_upsample=True``, the default): level l's ToRGB reads the *upsampled*
+  features, ``C_{l+1}`` channels, so there is none at 4x4 and two at the output size — 48,921,000 parameters at 256
+  and 49,452,934 at 1024, the official code's counts. ``rgb_after_upsample=False`` is leangen's first placement
+  (each level's ToRGB on its own output; 48,922,152 / 49,454,374), kept as an option.
 
-Outputs are in [-1, 1] like every leangen generator. (The official code trains on ImageNet-normalized images; weights
-converted from it need ToRGB rescaled by ``std * 2`` and shifted by ``mean * 2 - 1`` per channel, which is exact
-because ToRGB is affine.) Activations are channels-last ``[B, H, W, C]`` inside the network.
+Outputs are in [-1, 1] like every leangen generator. (The official code trains on ImageNet-normalized images;
+``leangen.convert.stylenat`` scales every ToRGB's weight and biases by ``2 * std`` per channel and shifts the last
+ToRGB's bias by ``2 * mean - 1``, which is exact because each ToRGB is affine and the skip upsampling linear.)
+Activations are channels-last ``[B, H, W, C]`` inside the network.
 """
 from __future__ import annotations
 
@@ -75,18 +81,22 @@ class StyleNATBlock(nn.Module):
 
 
 def sinusoidal_position_2d(h: int, w: int, channels: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """``[H, W, C]`` code: the first C/2 channels encode the row, the rest the column, each half as sines then
-    cosines of ``pos / 10000 ** (i / (C/4))``."""
+    """``[H, W, C]`` code as the official StyleNAT/StyleSwin upsampler adds it: channels ``[0, C/2)`` encode the
+    column, ``[C/2, C)`` the row; within each half the first C/4 channels are ``sin(pos * f_j)`` and the next C/4
+    ``cos(pos * f_j)``, positions 1-based, ``f_j = exp(-j * ln(10000) / (C/4 - 1))`` (values in [-1, 1])."""
     quarter = channels // 4
-    freq = torch.exp(torch.arange(quarter, device=device, dtype=torch.float32) * (-math.log(10000.0) / max(1, quarter)))
+    # The official divisor is C/4 - 1 (a sinusoidal table of C/2 entries per axis); guard C/4 = 1, where it is 0 and
+    # only f_0 = 1 is used anyway.
+    freq = torch.exp(torch.arange(quarter, device=device, dtype=torch.float32)
+                     * (-math.log(10000.0) / max(1, quarter - 1)))
 
     def code(n: int) -> torch.Tensor:
-        ang = torch.arange(n, device=device, dtype=torch.float32)[:, None] * freq
+        ang = torch.arange(1, n + 1, device=device, dtype=torch.float32)[:, None] * freq
         return torch.cat([ang.sin(), ang.cos()], dim=1)  # [n, 2 * quarter]
 
-    cy = code(h)[:, None, :].expand(h, w, 2 * quarter)
     cx = code(w)[None, :, :].expand(h, w, 2 * quarter)
-    out = torch.cat([cy, cx], dim=2)
+    cy = code(h)[:, None, :].expand(h, w, 2 * quarter)
+    out = torch.cat([cx, cy], dim=2)
     if out.shape[2] < channels:  # C not a multiple of 4
         out = F.pad(out, (0, channels - out.shape[2]))
     return out.to(dtype)
@@ -130,14 +140,17 @@ class StyleNATGenerator(StyleGenerator):
     """``z [B, z_dim]`` -> image ``[B, 3, R, R]`` in about [-1, 1].
 
     Per-level lists (levels 4, 8, ..., R): ``channels`` (default: the official table), ``kernels`` (one or one per
-    group; unused at 4x4, which is full attention) and ``dilations`` (one entry per Hydra head group; default:
-    ``paper_dilations``). ``na_backend`` picks the neighborhood attention backend (``gather`` for ONNX export).
+    group; unused at 4x4, which is full attention), ``dilations`` (one entry per Hydra head group; default:
+    ``paper_dilations``) and ``heads`` (default ``max(C // head_width, min_heads)``). ``rgb_after_upsample``: the
+    official ToRGB placement (default; ``False``: leangen's first placement, see the module docstring). ``na_backend`` picks the
+    neighborhood attention backend (``gather`` for ONNX export).
     """
 
     def __init__(self, resolution: int = 256, z_dim: int = 512, w_dim: int = 512, mapping_layers: int = 8,
                  mapping_lr_mul: float = 0.01, channels: Sequence[int] | None = None,
                  kernels: Sequence[Sequence[int]] | None = None, dilations: Sequence[Sequence[int]] | None = None,
-                 min_heads: int = 4, head_width: int = 32, mlp_ratio: float = 4.0, na_backend: Backend = "auto"):
+                 min_heads: int = 4, head_width: int = 32, mlp_ratio: float = 4.0, na_backend: Backend = "auto",
+                 heads: Sequence[int] | None = None, rgb_after_upsample: bool = True):
         super().__init__()
         log_size = int(math.log2(resolution))
         if 2 ** log_size != resolution or resolution < 8:
@@ -147,11 +160,12 @@ class StyleNATGenerator(StyleGenerator):
         channels = list(channels) if channels is not None else list(PAPER_CHANNELS[:n])
         kernels = [list(k) for k in kernels] if kernels is not None else [[7]] * n
         dilations = [list(d) for d in dilations] if dilations is not None else paper_dilations(resolution)
-        for name, lst in (("channels", channels), ("kernels", kernels), ("dilations", dilations)):
+        heads = list(heads) if heads is not None else [max(c // head_width, min_heads) for c in channels]
+        for name, lst in (("channels", channels), ("kernels", kernels), ("dilations", dilations), ("heads", heads)):
             if len(lst) != n:
                 raise ValueError(f"{name} needs one entry per level {sizes}, got {len(lst)}")
         self._init_mapping(z_dim, w_dim, mapping_layers, mapping_lr_mul, num_ws=2 * n, resolution=resolution)
-        self.heads = [max(c // head_width, min_heads) for c in channels]
+        self.heads = [int(h) for h in heads]
         self.input = ConstantInput(channels[0], 4)
         self.blocks = nn.ModuleList()
         for size, c, heads, ks, ds in zip(sizes, channels, self.heads, kernels, dilations):
@@ -164,7 +178,12 @@ class StyleNATGenerator(StyleGenerator):
                     attn = HydraNeighborhoodAttention2d(c, heads, ks, ds, backend=na_backend)
                 self.blocks.append(StyleNATBlock(c, heads, w_dim, attn, mlp_ratio))
         self.ups = nn.ModuleList(TokenUpsample(a, b) for a, b in zip(channels[:-1], channels[1:]))
-        self.to_rgbs = nn.ModuleList(PlainToRGB(c, upsample=i > 0) for i, c in enumerate(channels))
+        self.rgb_after_upsample = rgb_after_upsample
+        # Official placement: level l < n-1 reads the upsampled C_{l+1} features and the last level its own C_{n-1};
+        # the skip is upsampled except into the first ToRGB (no skip yet) and the last (its input is not upsampled).
+        rgb_in = channels[1:] + channels[-1:] if rgb_after_upsample else channels
+        self.to_rgbs = nn.ModuleList(PlainToRGB(c, upsample=0 < i < n - 1 if rgb_after_upsample else i > 0)
+                                     for i, c in enumerate(rgb_in))
         self.apply(_init_weights)
 
     def set_na_backend(self, backend: Backend) -> None:
@@ -180,9 +199,14 @@ class StyleNATGenerator(StyleGenerator):
         for level, to_rgb in enumerate(self.to_rgbs):
             for i in (2 * level, 2 * level + 1):
                 x = self.blocks[i](x, ws[:, i])
-            skip = to_rgb(x, skip)
-            if level < len(self.ups):
-                x = self.ups[level](x)
+            if self.rgb_after_upsample:
+                if level < len(self.ups):
+                    x = self.ups[level](x)
+                skip = to_rgb(x, skip)
+            else:
+                skip = to_rgb(x, skip)
+                if level < len(self.ups):
+                    x = self.ups[level](x)
         assert skip is not None
         return skip
 
