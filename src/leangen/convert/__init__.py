@@ -11,7 +11,6 @@ the file). Use::
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
 import os
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch
 
-from leangen.convert.common import ConversionError, Options, StateReader, parse_options, pick_state, read_checkpoint
+from leangen.convert.common import ConversionError, file_sha256, Options, StateReader, parse_options, pick_state, read_checkpoint
 
 if TYPE_CHECKING:
     from leangen.models.base import PretrainedModel
@@ -63,14 +62,6 @@ def detect_format(state: Mapping[str, "torch.Tensor"]) -> str | None:
     return hits[0] if len(hits) == 1 else None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def convert_checkpoint(path: str | os.PathLike, fmt: str | None = None,
                        options: Mapping[str, Any] | list[str] | None = None, which: str | None = None,
                        w_avg_samples: int = 10_000, seed: int = 0) -> "PretrainedModel":
@@ -101,7 +92,7 @@ def convert_checkpoint(path: str | os.PathLike, fmt: str | None = None,
     reader = StateReader(state, path, fmt)
     model, changes = spec.convert(reader, opts)
     reader.finish()
-    record: dict[str, Any] = {"format": fmt, "source": str(path), "source_sha256": _sha256(path), "entry": where,
+    record: dict[str, Any] = {"format": fmt, "source": str(path), "source_sha256": file_sha256(path), "entry": where,
                               "options": opts.values, "changes": list(changes)}
     if spec.has_mapping:
         stored = obj.get("latent_avg") if isinstance(obj, Mapping) and where != "<root>" else None

@@ -25,11 +25,8 @@ import torch
 
 from leangen.convert import Format, register_format
 from leangen.convert.common import ConversionError, Options, StateReader, fill
-from leangen.convert.rosinality import (infer_channel_multiplier, mapping_shape, take_mapping, take_styled_conv,
-                                        take_to_rgb)
-
-#: Seed of the noise_const buffers the checkpoint does not carry (the model's own draw, reproducible).
-NOISE_SEED = 0
+from leangen.convert.rosinality import (FRESH_NOISE_NOTE, LR_MLP_OPTION, NOISE_SEED, infer_channel_multiplier,
+                                        mapping_shape, take_mapping, take_styled_conv, take_to_rgb)
 
 
 def detect(state: dict[str, torch.Tensor]) -> bool:
@@ -90,8 +87,7 @@ def convert(reader: StateReader, opts: Options) -> tuple[torch.nn.Module, list[s
          if sampling == "official_eval" else
          "embedding_sampling='table': the raw embedding at the native grid (the official training-mode input), "
          "not the official eval-mode resampling"),
-        f"no fixed noise in the checkpoint (the official layers draw fresh noise per call): noise_const is the "
-        f"model's own draw (seed {NOISE_SEED}); noise_mode='random' samples as the official code does",
+        FRESH_NOISE_NOTE,
     ]
     if resolution < 64:
         changes.append("channel multiplier not stored at this resolution (all widths 512): recorded as 2")
@@ -101,6 +97,6 @@ def convert(reader: StateReader, opts: Options) -> tuple[torch.nn.Module, list[s
 register_format(Format(
     name="cips", description="CIPS-skip (saic-mdal/CIPS train.py --Generator=CIPSskip: g_ema)",
     detect=detect, convert=convert, has_mapping=True,
-    options={"lr_mlp": "learning-rate multiplier of the mapping network the checkpoint was trained with (0.01)",
+    options={**LR_MLP_OPTION,
              "embedding_sampling": "official_eval (default: the official eval-mode grid_sample of the embedding) or "
                                    "table (the raw table at the native grid)"}))

@@ -9,6 +9,7 @@ module key by key, so a converter bug surfaces as a named key, never as ``load_s
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import re
@@ -28,6 +29,11 @@ STATE_KEYS = ("g_ema", "g", "netG", "G", "generator", "state_dict", "model")
 class ConversionError(ModelLoadError):
     """An official checkpoint cannot be converted: unreadable, partial, of another model, or options that do not
     fit it. The message names the file and the first offending key."""
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def read_checkpoint(path: str | os.PathLike) -> Any:

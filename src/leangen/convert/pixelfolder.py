@@ -28,11 +28,9 @@ import torch
 
 from leangen.convert import Format, register_format
 from leangen.convert.common import ConversionError, Options, StateReader, fill
-from leangen.convert.rosinality import (infer_channel_multiplier, mapping_shape, take_mapping, take_styled_conv,
-                                        take_to_rgb)
+from leangen.convert.rosinality import (FRESH_NOISE_NOTE, LR_MLP_OPTION, NOISE_SEED, infer_channel_multiplier,
+                                        mapping_shape, take_mapping, take_styled_conv, take_to_rgb)
 
-#: Seed of the noise_const buffers the checkpoint does not carry (the model's own draw, reproducible).
-NOISE_SEED = 0
 FOLDS_PER_STAGE = 2
 
 
@@ -113,8 +111,7 @@ def convert(reader: StateReader, opts: Options) -> tuple[torch.nn.Module, list[s
         "keys renamed: style.* -> mapping.net.*, lffs.i.ffm.conv.* -> lffs.i.*; all other names kept",
         "constant ToRGB upsample kernels checked and dropped (leangen computes them)",
         "posfolders.0.conv_merge kept although the official forward never uses it (same layout and parameter count)",
-        f"no fixed noise in the checkpoint (the official layers draw fresh noise per call): noise_const is the "
-        f"model's own draw (seed {NOISE_SEED}); noise_mode='random' samples as the official code does",
+        FRESH_NOISE_NOTE,
     ]
     if resolution < 64:
         changes.append("channel multiplier not stored at this resolution (all widths 512): recorded as 2")
@@ -124,4 +121,4 @@ def convert(reader: StateReader, opts: Options) -> tuple[torch.nn.Module, list[s
 register_format(Format(
     name="pixelfolder", description="PixelFolder (BlingHe/PixelFolder train.py: g_ema)",
     detect=detect, convert=convert, has_mapping=True,
-    options={"lr_mlp": "learning-rate multiplier of the mapping network the checkpoint was trained with (0.01)"}))
+    options=LR_MLP_OPTION))

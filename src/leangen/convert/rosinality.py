@@ -17,6 +17,14 @@ import torch
 from leangen.convert.common import ConversionError, StateReader
 
 
+#: The option every style-generator format accepts (the mapping's learning-rate multiplier changes its function).
+LR_MLP_OPTION = {"lr_mlp": "learning-rate multiplier of the mapping network the checkpoint was trained with (0.01)"}
+#: Seed of the constant-noise buffers of formats whose checkpoints store no fixed noise (PixelFolder, CIPS).
+NOISE_SEED = 0
+FRESH_NOISE_NOTE = (f"no fixed noise in the checkpoint (the official layers draw fresh noise per call): noise_const is "
+                    f"the model's own draw (seed {NOISE_SEED}); noise_mode='random' samples as the official code does")
+
+
 def blur_kernel(taps: tuple[int, ...] = (1, 3, 3, 1), factor: int = 2) -> torch.Tensor:
     """The buffer the official upsampling layers store: outer(taps) normalized to sum 1, times factor²."""
     k = torch.tensor(taps, dtype=torch.float32)

@@ -13,8 +13,8 @@ import torch
 
 from leangen.convert import Format, register_format
 from leangen.convert.common import Options, StateReader, fill
-from leangen.convert.rosinality import (infer_channel_multiplier, mapping_shape, take_mapping, take_styled_conv,
-                                        take_to_rgb)
+from leangen.convert.rosinality import (LR_MLP_OPTION, infer_channel_multiplier, mapping_shape, take_mapping,
+                                        take_styled_conv, take_to_rgb)
 
 
 def detect(state: dict[str, torch.Tensor]) -> bool:
@@ -64,4 +64,4 @@ def convert(reader: StateReader, opts: Options) -> tuple[torch.nn.Module, list[s
 register_format(Format(
     name="stylegan2", description="rosinality stylegan2-pytorch (train.py: g_ema) and PixelFolder's StyleGAN2",
     detect=detect, convert=convert, has_mapping=True,
-    options={"lr_mlp": "learning-rate multiplier of the mapping network the checkpoint was trained with (0.01)"}))
+    options=LR_MLP_OPTION))

@@ -29,7 +29,7 @@ import torch
 
 from leangen.convert import Format, register_format
 from leangen.convert.common import ConversionError, Options, StateReader, fill
-from leangen.convert.rosinality import blur_kernel, mapping_shape, take_mapping
+from leangen.convert.rosinality import LR_MLP_OPTION, blur_kernel, mapping_shape, take_mapping
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -247,4 +247,4 @@ register_format(Format(
                           "official FFHQ configs, [1] at 8x8 and [1, R/8] at level size R)",
              "imagenet_normalized": "the checkpoint's outputs are ImageNet-normalized, as the official datasets' "
                                     "(true); false keeps its raw outputs",
-             "lr_mlp": "learning-rate multiplier of the mapping network the checkpoint was trained with (0.01)"}))
+             **LR_MLP_OPTION}))
