@@ -3,8 +3,9 @@
 What runs (all in this process): (1) a short paired-GAN training of the ``resnet9-256`` teacher on
 ``openmoji-seg-256``; (2) ``leangen.compress.run_pipeline``: condensation (group lasso on the per-channel (γ, β) of
 the InstanceNorms), structural pruning to a MACs budget (binary search), distillation of the pruned student from the
-condensed teacher; (3) teacher and student timed interleaved, batch 1, in eager PyTorch and in ONNX Runtime at 1 and
-2 threads (``leangen.compress.deploy``), and evaluated on the validation split.
+condensed teacher; (3) teacher and student timed interleaved, batch 1, in eager PyTorch, ``torch.compile`` (inductor;
+null with the reason where it fails) and ONNX Runtime at 1 and 2 threads (``leangen.compress.deploy``), and evaluated
+on the validation split.
 
 Honest scope: on 2 shared CPU cores a training step at 256 px takes seconds, so every training stage gets only tens
 of steps. Sizes and latencies are what a full-length run would give (they depend on the widths only); the quality
@@ -15,6 +16,9 @@ Usage::
 
     python benchmarks/compression.py                             # ~10 min on 2 cores
     python benchmarks/compression.py --teacher-steps 40 --condense-steps 20 --distill-steps 20 --ratio 12
+    python benchmarks/compression.py --preset resnet-tiny32 --data openmoji-seg-32-n64 --teacher-steps 2 \
+        --condense-steps 2 --distill-steps 2 --ratio 2 --min-channels 2 --repeats 1 \
+        --workdir /tmp/leangen-compression-smoke --name compression-smoke      # a smoke test, ~1-2 min
 
 Results: ``benchmarks/results/compression-cpu.json`` and ``.md``; the pipeline's own files under ``--workdir``.
 """
@@ -52,6 +56,8 @@ def main() -> None:
     p.add_argument("--ratio", type=float, default=12.0, help="MACs budget = teacher GMACs / ratio")
     p.add_argument("--min-channels", type=int, default=8)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
+                   help="time torch.compile too (compiles teacher and student once per thread count)")
     p.add_argument("--workdir", default="/tmp/leangen-compression-bench")
     p.add_argument("--name", default="compression")
     args = p.parse_args()
@@ -77,7 +83,7 @@ def main() -> None:
                            condense_steps=args.condense_steps, distill_steps=args.distill_steps,
                            sparsity=args.sparsity, sparsity_ramp=max(args.condense_steps // 2, 1),
                            macs_budget=teacher_gmacs / args.ratio, min_channels=args.min_channels,
-                           threads=[1, 2], repeats=args.repeats, batch=1)
+                           threads=[1, 2], repeats=args.repeats, batch=1, compile=args.compile)
     doc = run_pipeline(opts, log=say)
     gemm_after = machine_check(torch.device("cpu"))
 
@@ -85,6 +91,10 @@ def main() -> None:
         return dict(params=r["params"], gmacs=r["gmacs"], gmacs_out_res=out_res_gmacs(model),
                     latency_ms_eager=r["latency_ms_eager_t2"], latency_ms_eager_1thread=r["latency_ms_eager_t1"],
                     latency_ms_ort=r["latency_ms_ort_t2"], latency_ms_ort_1thread=r["latency_ms_ort_t1"],
+                    # null where torch.compile is unavailable (compile_status says why) or was not asked for
+                    latency_ms_compile=r.get("latency_ms_compile_t2"),
+                    latency_ms_compile_1thread=r.get("latency_ms_compile_t1"),
+                    compile_status=r.get("status_compile", "not measured"),
                     fps_ort_2threads=r["fps_ort_t2"], fps_ort_1thread=r["fps_ort_t1"], psnr=r["value"], fid=None,
                     onnx_max_abs_diff=r["onnx_max_abs_diff"])
 
@@ -95,6 +105,8 @@ def main() -> None:
         teacher=t, student=s, mac_ratio=t["gmacs"] / s["gmacs"], param_ratio=t["params"] / s["params"],
         latency_ratio_eager=t["latency_ms_eager"] / s["latency_ms_eager"],
         latency_ratio_ort=t["latency_ms_ort"] / s["latency_ms_ort"],
+        latency_ratio_compile=(t["latency_ms_compile"] / s["latency_ms_compile"]
+                               if t["latency_ms_compile"] and s["latency_ms_compile"] else None),
         student_channels=doc["steps"]["prune"]["channels_after"], teacher_channels=doc["steps"]["prune"]["channels_before"],
         training=dict(teacher_steps=args.teacher_steps, condense_steps=args.condense_steps,
                       distill_steps=args.distill_steps, batch=1, sparsity=args.sparsity,
@@ -102,10 +114,11 @@ def main() -> None:
         quality_metric="psnr (dB) on the validation split; fid: not computed (see the notes)",
         gemm_ms_before=gemm_before, gemm_ms_after=gemm_after, wall_s=time.time() - t0,
         pipeline_report=str(work / "compress" / "report.json"), cpu_count=os.cpu_count())
-    headers = ["model", "params (M)", "GMACs exec.", "GMACs out-res", "eager 1t (ms)", "eager 2t (ms)", "ORT 1t (ms)",
-               "ORT 2t (ms)", "FPS ORT 2t", "PSNR (dB)"]
+    headers = ["model", "params (M)", "GMACs exec.", "GMACs out-res", "eager 1t (ms)", "eager 2t (ms)",
+               "compile 1t (ms)", "compile 2t (ms)", "ORT 1t (ms)", "ORT 2t (ms)", "FPS ORT 2t", "PSNR (dB)"]
     rows = [[name, fmt(r["params"] / 1e6, ".3f"), fmt(r["gmacs"], ".2f"), fmt(r["gmacs_out_res"], ".2f"),
              fmt(r["latency_ms_eager_1thread"], ".1f"), fmt(r["latency_ms_eager"], ".1f"),
+             fmt(r["latency_ms_compile_1thread"], ".1f") or "n/a", fmt(r["latency_ms_compile"], ".1f") or "n/a",
              fmt(r["latency_ms_ort_1thread"], ".1f"), fmt(r["latency_ms_ort"], ".1f"), fmt(r["fps_ort_2threads"], ".1f"),
              fmt(r["psnr"], ".2f")] for name, r in (("teacher (ResNet-9)", t), ("student", s))]
     md = [f"# Compression of {args.preset} on CPU ({args.data})", "",
@@ -116,6 +129,7 @@ def main() -> None:
           f"MACs ratio **{payload['mac_ratio']:.1f}x**, params ratio {payload['param_ratio']:.1f}x, eager latency ratio "
           f"(2 threads) **{payload['latency_ratio_eager']:.1f}x**, ONNX Runtime latency ratio "
           f"{payload['latency_ratio_ort']:.1f}x.", "",
+          f"torch.compile (inductor, compiled per thread count): {s['compile_status']}.", "",
           f"Student widths {payload['student_channels']} (teacher {payload['teacher_channels']}).", "",
           f"Training budget (CPU): teacher {args.teacher_steps} steps, condense {args.condense_steps}, distill "
           f"{args.distill_steps}, batch 1. PSNR of models this short-trained says nothing about the method's quality; "

@@ -16,6 +16,7 @@ from leangen.cli.main import cli
 from leangen.compress.condense import channel_scores, proximal_step
 from leangen.compress.prune import executed_macs, prune
 from leangen.models.resnet_generator import ResnetGenerator
+from leangen.models.unet_generator import UnetGenerator
 from leangen.profile import count_params
 from leangen.train import TrainOptions, train
 
@@ -87,6 +88,70 @@ def test_pruning_zeroed_channels_is_exact_and_the_result_loads(tmp_path: Path) -
         prune(ResnetGenerator(resolution=32, ngf=8, n_blocks=1))
 
 
+def _random_scales(g: torch.nn.Module, zero_fraction: float, seed: int = 0) -> torch.nn.Module:
+    """Random (γ, β) in every scored norm (and BatchNorm statistics); a random ``zero_fraction`` of each width's
+    channels gets γ = β = 0 in every norm coupled to it."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for group in g.channel_groups():
+            norms = _norms(g, group)
+            c = norms[0].weight.numel()
+            zero = torch.randperm(c, generator=gen)[: int(c * zero_fraction)]
+            for norm in norms:
+                norm.weight.copy_(torch.rand(c, generator=gen) + 0.5)
+                norm.bias.copy_(torch.randn(c, generator=gen) * 0.3)
+                if getattr(norm, "running_var", None) is not None:
+                    norm.running_mean.copy_(torch.randn(c, generator=gen) * 0.5)
+                    norm.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
+                norm.weight[zero] = 0
+                norm.bias[zero] = 0
+    return g.eval()
+
+
+@pytest.mark.parametrize("norm", ["instance", "batch"])
+def test_unet_pruning_of_zeroed_channels_is_exact_and_the_result_loads(norm: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    g = _random_scales(UnetGenerator(resolution=32, ngf=8, num_downs=5, norm=norm, norm_affine=True), 0.5)
+    labels = torch.randint(0, 9, (2, 32, 32), generator=torch.Generator().manual_seed(1))
+    pruned, info = prune(g, threshold=1e-4)
+    # encoder levels 1..3, then decoder levels 4..1; the skip-concatenating decoder convs lost input channels too
+    assert info["channels_before"] == [16, 32, 64, 64, 32, 16, 8]
+    assert info["channels_after"] == [8, 16, 32, 32, 16, 8, 4]
+    assert type(pruned) is UnetGenerator and pruned.config["channels"] == info["channels_after"]
+    assert pruned.up[1].in_channels == 16 + 16 - 8 - 8 and pruned.up[0].in_channels == 8 + 4
+    with torch.no_grad():
+        assert torch.allclose(pruned(labels), g(labels), atol=1e-5)  # removing exact zeros changes nothing
+    assert info["macs_after"] == executed_macs("unet-generator", pruned.config) < info["macs_before"]
+    pruned.save_pretrained(tmp_path / "m")
+    loaded = leangen.load(tmp_path / "m")
+    assert isinstance(loaded, UnetGenerator) and count_params(loaded) == count_params(pruned) < count_params(g)
+    with torch.no_grad():
+        assert torch.equal(loaded(labels), pruned(labels))
+
+
+@pytest.mark.parametrize("family", ["resnet", "unet"])
+def test_pruning_computes_the_original_with_the_pruned_channels_zeroed(family: str) -> None:
+    """Pruning live (non-zero) channels: the pruned model is the original whose removed channels output zero."""
+    torch.manual_seed(0)
+    g = (ResnetGenerator(resolution=32, ngf=8, n_blocks=2, norm_affine=True) if family == "resnet" else
+         UnetGenerator(resolution=32, ngf=8, num_downs=4, norm="instance", norm_affine=True))
+    g = _random_scales(g, 0.0)
+    threshold = torch.cat(channel_scores(g)).median().item()  # about half of the live channels go
+    pruned, info = prune(g, threshold=threshold)
+    assert sum(info["channels_after"]) < sum(info["channels_before"])
+    with torch.no_grad():  # zero what was removed, in every norm of its width
+        for group in g.channel_groups():
+            gone = torch.ones(g.widths[group.index], dtype=torch.bool)
+            gone[info["kept"][group.index]] = False
+            for norm in _norms(g, group):
+                norm.weight[gone] = 0
+                norm.bias[gone] = 0
+    labels = torch.randint(0, 9, (2, 32, 32), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        ref = g(labels)
+        assert ref.std() > 1e-2 and torch.allclose(pruned(labels), ref, atol=1e-5)
+
+
 def test_macs_budget_finds_the_smallest_threshold_that_fits() -> None:
     g = _half_zeroed()
     full = executed_macs("resnet-generator", g.config)
@@ -120,16 +185,22 @@ def test_condense_objective_zeroes_channels_and_resumes_exactly(tmp_path: Path) 
     assert zeros > 0
 
 
-def test_compress_cli_end_to_end(tmp_path: Path) -> None:
+def _no_compiler(*_args, **_kwargs):
+    raise RuntimeError("no C++ compiler (test)\nlong compiler log")
+
+
+def test_compress_cli_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     teacher = train(TrainOptions(preset="resnet-tiny32", data=DATA, outdir=str(tmp_path / "runs"), steps=2, batch=4,
                                  tick=0.004, snap=1, device="cpu", progress=False, grid=4, metrics=[])).run_dir
     out = tmp_path / "compressed"
     args = ["compress", "--network", str(teacher), "--data", DATA, "--outdir", str(out), "--condense-steps", "2",
             "--distill-steps", "2", "--batch", "4", "--gmacs", "0.004", "--min-channels", "2", "--threads", "1",
             "--repeats", "1"]
+    monkeypatch.setattr(torch, "compile", _no_compiler)  # torch.compile is on by default: a machine without it
     result = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert "| student |" in result.output
+    assert "| student |" in result.output and "compile 1t (ms)" in result.output
+    assert "torch.compile: unavailable: RuntimeError: no C++ compiler (test)." in result.output
     doc = json.loads((out / "report.json").read_text())
     assert (out / "condense" / "channels.png").is_file() and (out / "report.md").is_file()
 
@@ -142,6 +213,7 @@ def test_compress_cli_end_to_end(tmp_path: Path) -> None:
     assert s["gmacs"] <= 0.004 and doc["mac_ratio"] == pytest.approx(t["gmacs"] / s["gmacs"])
     assert doc["mac_ratio"] > 2
     assert s["onnx_max_abs_diff"] <= 1e-3 and s["latency_ms_ort_t1"] > 0 and s["latency_ms_eager_t1"] > 0
+    assert s["latency_ms_compile_t1"] is None and s["status_compile"].startswith("unavailable: RuntimeError")
     assert doc["metric"] == "psnr" and 0 < s["value"] < 100
     # the distill step started from the pruned weights and trained against the condensed teacher
     index = json.loads(next((out / "distill" / "runs").glob("*/checkpoints/*/index.json")).read_text())
@@ -155,3 +227,38 @@ def test_compress_cli_end_to_end(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0 and (out / "report.json").read_text() == before
     assert "condense:" not in result.output and "distill:" not in result.output
+
+
+def test_compress_cli_on_the_unet(tmp_path: Path) -> None:
+    """The U-Net goes through condense -> prune -> distill like the ResNet (skip concatenations pruned)."""
+    teacher = train(TrainOptions(preset="unet-tiny32", data=DATA, outdir=str(tmp_path / "runs"), steps=1, batch=4,
+                                 tick=0.004, snap=1, device="cpu", progress=False, grid=4, metrics=[])).run_dir
+    out = tmp_path / "compressed"
+    args = ["compress", "--network", str(teacher), "--data", DATA, "--outdir", str(out), "--condense-steps", "1",
+            "--distill-steps", "1", "--batch", "4", "--gmacs", "0.0015", "--min-channels", "2", "--threads", "1",
+            "--repeats", "1", "--no-onnx", "--no-compile"]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "report.json").read_text())
+    student = leangen.load(out / "student")
+    assert isinstance(student, UnetGenerator) and student.config["channels"] == doc["steps"]["prune"]["channels_after"]
+    assert doc["student"]["gmacs"] <= 0.0015 < doc["teacher"]["gmacs"] and doc["student"]["status_compile"] == \
+        "not requested"
+    assert student.translate(torch.zeros(1, 32, 32, dtype=torch.long)).shape == (1, 3, 32, 32)
+
+
+def test_deploy_times_torch_compile_or_says_why_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    from leangen.compress.deploy import measure_latency
+
+    models = {"a": ResnetGenerator(resolution=32, ngf=4, n_blocks=1), "b": UnetGenerator(resolution=32, ngf=4,
+                                                                                          num_downs=3)}
+    # the "eager" backend runs the dynamo-captured graph uncompiled: the compile path in seconds, no C++ toolchain
+    lat = measure_latency(models, threads=(1, 2), warmup=0, repeats=1, compile=True, compile_backend="eager")
+    for row in lat.values():
+        assert row["status_compile"] == "ok" and row["status_eager"] == "ok"
+        assert all(row[f"latency_ms_{t}_t{n}"] > 0 for t in ("eager", "compile") for n in (1, 2))
+        assert "latency_ms_ort_t1" not in row  # no onnx_dir: ONNX Runtime not asked for
+    monkeypatch.setattr(torch, "compile", _no_compiler)
+    lat = measure_latency(models, threads=(1,), warmup=0, repeats=1, compile=True)
+    assert lat["a"]["status_compile"] == "unavailable: RuntimeError: no C++ compiler (test)"
+    assert lat["a"]["latency_ms_compile_t1"] is None and lat["a"]["latency_ms_eager_t1"] > 0

@@ -114,6 +114,61 @@ def test_profile_two_models_interleaved(tmp_path):
     assert table.exit_code == 0 and "relative to pixelfolder-tiny32" in table.stdout
 
 
+def test_profile_runtimes_side_by_side(monkeypatch):
+    """--runtime: eager, ONNX Runtime and torch.compile per thread count, all pairs in one interleaved timing per
+    thread count; what cannot run (a likelihood model in ONNX Runtime, torch.compile without a compiler) is a row
+    saying why, not a crash."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    import leangen.profile.timing as timing
+    from leangen.profile import RUNTIME_ROW_KEYS
+
+    rounds: list[int] = []
+    real = timing.time_interleaved
+
+    def recording(calls, *args, **kwargs):
+        rounds.append(len(calls))
+        return real(calls, *args, **kwargs)
+
+    def no_compiler(*_a, **_k):
+        raise RuntimeError("no C++ compiler (test)")
+
+    monkeypatch.setattr(timing, "time_interleaved", recording)
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    res = invoke("profile", "resnet-tiny32", "spn-tiny-32", "--runtime", "onnxruntime,torch-compile", "--threads",
+                 "1,2", "--warmup", "0", "--repeats", "2", "--json")
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert len(rows) == 2 * 3 * 2 and all(set(RUNTIME_ROW_KEYS) <= set(r) for r in rows)
+    assert rounds == [3, 3]  # per thread count: resnet eager + ORT, spn eager, one round-robin
+    by = {(r["name"], r["runtime"], r["threads"]): r for r in rows}
+    for n in (1, 2):
+        eager, ort = by["resnet-tiny32", "torch", n], by["resnet-tiny32", "onnxruntime", n]
+        assert eager["status"] == ort["status"] == "ok" and eager["speedup_vs_eager"] == 1.0
+        assert ort["latency_ms"] > 0 and ort["throughput"] == pytest.approx(1e3 / ort["latency_ms"])
+        assert ort["onnx_max_abs_diff"] < 1e-3 and ort["speedup_vs_eager"] > 0
+        assert by["spn-tiny-32", "torch", n]["latency_ms"] > 0
+        spn_ort = by["spn-tiny-32", "onnxruntime", n]
+        assert spn_ort["latency_ms"] is None and spn_ort["status"].startswith("unavailable: a likelihood model")
+        comp = by["resnet-tiny32", "torch-compile", n]
+        assert comp["latency_ms"] is None and comp["status"] == "unavailable: RuntimeError: no C++ compiler (test)"
+    assert {r["threads"] for r in rows} == {1, 2} and rows[0]["params"] == 71_795
+
+
+def test_profile_runtime_markdown_and_option_errors():
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    res = invoke("profile", "conv-translator-tiny32", "--runtime", "onnxruntime", "--threads", "1", "--warmup",
+                 "0", "--repeats", "1", "--markdown", "-q")
+    assert res.exit_code == 0, res.output
+    assert "| model | runtime | threads |" in res.stdout and "| conv-translator-tiny32 | onnxruntime | 1 |" in \
+        res.stdout and "max abs diff" in res.stdout
+    for args, msg in ((["--runtime", "tensorrt"], "unknown runtime 'tensorrt'"), (["--threads", "0,2"], "thread"),
+                      (["--runtime", "onnxruntime", "--dtype", "bf16"], "fp32")):
+        res = CliRunner().invoke(cli, ["profile", "conv-translator-tiny32", *args])
+        assert res.exit_code != 0 and msg in res.output and "Traceback" not in res.output, args
+
+
 def test_profile_bad_preset_is_a_clean_error():
     res = CliRunner().invoke(cli, ["profile", "stylegan2-265"])
     assert res.exit_code != 0

@@ -78,6 +78,33 @@ def test_channel_groups_size_every_tensor_exactly_once_per_dim() -> None:
                 assert (name, dim) in {("stem.weight", 1), ("to_rgb.weight", 0), ("to_rgb.bias", 0)} or dim >= 2
 
 
+@pytest.mark.parametrize("norm", ["instance", "batch"])
+def test_unet_channel_groups_tile_every_width_dependent_dim(norm: str) -> None:
+    """U-Net: every width-dependent dim is declared once per segment, and the segments of a skip-concatenated decoder
+    input (skip at offset 0, upsampled features after it) tile it exactly, the fixed outermost skip included."""
+    g = UnetGenerator(resolution=32, ngf=4, num_downs=5, norm=norm, norm_affine=True, channels=[3, 5, 7, 6, 4, 9, 2])
+    assert g.widths == [3, 5, 7, 6, 4, 9, 2] and g.up[4].out_channels == 6 and g.up[1].out_channels == 2
+    state = g.state_dict()
+    segments: dict[tuple[str, int], list[tuple[int, int]]] = {}
+    for group in g.channel_groups():
+        width = g.widths[group.index]
+        for name, dim, *offset in group.slices:
+            segments.setdefault((name, dim), []).append((offset[0] if offset else 0, width))
+    for (name, dim), segs in segments.items():
+        segs.sort()
+        assert all(a + w == b for (a, w), (b, _) in zip(segs, segs[1:])), (name, dim)  # adjacent, no overlap
+        end = segs[-1][0] + segs[-1][1]
+        fixed = segs[0][0]  # up.0 reads the fixed ngf-wide outermost skip before decoder level 1
+        assert end == state[name].shape[dim] and fixed in ((0,) if name != "up.0.weight" else (4,)), (name, dim)
+    # only the input one-hot, the fixed outermost / innermost encoder widths, RGB and kernels are left undeclared
+    allowed = {("down.0.weight", 1), ("down.0.weight", 0), ("down.0.bias", 0), ("down.1.weight", 1),
+               ("down.4.weight", 0), ("down.4.bias", 0), ("up.4.weight", 0), ("up.0.weight", 1), ("up.0.bias", 0)}
+    for name, t in state.items():
+        for dim in range(min(t.dim(), 2)):
+            if (name, dim) not in segments:
+                assert (name, dim) in allowed or name.endswith("num_batches_tracked"), (name, dim)
+
+
 def _opts(preset: str, root: Path, **kw) -> TrainOptions:
     return TrainOptions(preset=preset, data="openmoji-seg-32-n64", outdir=str(root), batch=4, tick=0.008, snap=1,
                         device="cpu", progress=False, grid=4, metrics=[], **kw)

@@ -11,6 +11,8 @@ unconditional   images                               all (StyleGAN)     seeded l
 likelihood      images; fixed 90/10 split by name    val                a few seeded samples, at snapshots only,
                                                                         when the model says sampling is cheap
 paired          label map -> image pairs; 90/10      val                fixed validation pairs: labels|output|target
+unpaired        domains A and B (CycleGAN); each     val                fixed validation items: A|G_A(A)|B|G_B(B)
+                domain split 90/10 by name
 ==============  ===================================  =================  =========================================
 """
 from __future__ import annotations
@@ -26,19 +28,22 @@ import torch
 from leangen.data.batch import Batch, collate, item_image
 from leangen.data.splits import train_val
 
-_BUILTIN_RE = re.compile(r"openmoji(?P<seg>-seg|-edges)?(?:-(?P<res>\d+))?(?:-n(?P<n>\d+))?")
+_BUILTIN_RE = re.compile(r"openmoji(?P<seg>-seg|-edges|-faces2animals)?(?:-(?P<res>\d+))?(?:-n(?P<n>\d+))?")
 
 
 def is_builtin(source: str) -> bool:
-    """Whether ``source`` names a built-in dataset: ``openmoji[-R][-nN]`` or ``openmoji-seg[-R][-nN]``."""
+    """Whether ``source`` names a built-in dataset: ``openmoji[-R][-nN]``, ``openmoji-seg[-R][-nN]``,
+    ``openmoji-edges[-R][-nN]`` or ``openmoji-faces2animals[-R][-nN]``."""
     return _BUILTIN_RE.fullmatch(str(source)) is not None
 
 
 def open_source(source: Any, resolution: int | None = None, *, cache_dir: str | os.PathLike | None = None) -> Any:
     """A dataset object from a path (zip or folder), a built-in name, or a dataset object (returned as is).
 
-    Built-ins: ``openmoji`` (glyph images) and ``openmoji-seg`` (label map -> glyph pairs), with an optional
-    ``-<R>`` resolution and ``-n<N>`` subset, e.g. ``openmoji-seg-32-n64``.
+    Built-ins: ``openmoji`` (glyph images), ``openmoji-seg`` / ``openmoji-edges`` (label map -> glyph pairs) and
+    ``openmoji-faces2animals`` (unpaired faces / animals), with an optional ``-<R>`` resolution and ``-n<N>`` subset,
+    e.g. ``openmoji-seg-32-n64``. A folder with ``trainA/`` and ``trainB/`` (CycleGAN's layout) opens as unpaired
+    data.
     """
     if not isinstance(source, (str, os.PathLike)):
         return source
@@ -51,6 +56,10 @@ def open_source(source: Any, resolution: int | None = None, *, cache_dir: str | 
         if resolution is not None and res != resolution:
             raise ValueError(f"{source!r} is at {res}px but the model works at {resolution}px")
         n = int(m["n"]) if m["n"] else None
+        if m["seg"] == "-faces2animals":
+            from leangen.data.unpaired import openmoji_unpaired
+
+            return openmoji_unpaired(res, max_images=n, cache_dir=cache_dir)
         if m["seg"]:
             from leangen.data.paired import openmoji_edges, openmoji_seg
 
@@ -64,6 +73,10 @@ def open_source(source: Any, resolution: int | None = None, *, cache_dir: str | 
 
     if is_pairs_folder(path):  # a paired folder (``leangen dataset create-pairs``)
         return open_pairs(path)
+    from leangen.data.unpaired import is_unpaired_folder, open_unpaired_folder
+
+    if is_unpaired_folder(path):  # CycleGAN's trainA/ + trainB/
+        return open_unpaired_folder(path, resolution)
     from leangen.data.dataset import open_dataset
 
     return open_dataset(source, resolution=resolution, cache_dir=cache_dir)
@@ -72,6 +85,11 @@ def open_source(source: Any, resolution: int | None = None, *, cache_dir: str | 
 def is_paired(dataset: Any) -> bool:
     """Whether items carry a label map (``{"image", "condition"}`` dicts)."""
     return len(dataset) > 0 and isinstance(dataset[0], dict) and "condition" in dataset[0]
+
+
+def is_unpaired(dataset: Any) -> bool:
+    """Whether items carry images of two domains (``{"image", "image_b"}`` dicts, ``leangen.data.unpaired``)."""
+    return len(dataset) > 0 and isinstance(dataset[0], dict) and "image_b" in dataset[0]
 
 
 @dataclass
@@ -111,6 +129,9 @@ class Task:
         if is_paired(dataset):
             raise ValueError(f"{source!s} holds label map -> image pairs; the {self.name} task trains on images "
                              f"(use an image dataset, e.g. openmoji)")
+        if is_unpaired(dataset):
+            raise ValueError(f"{source!s} holds two unpaired image domains (A and B); the {self.name} task trains "
+                             f"on one set of images (give one domain's folder, e.g. {source!s}/trainB)")
 
     def split(self, data: TaskData, which: str) -> Any:
         """``all`` (train + val), ``train``, ``val`` or ``metric`` (the task's metric split)."""
@@ -171,7 +192,8 @@ class PairedTask(Task):
         if len(dataset) == 0:
             raise ValueError(f"the dataset {source!s} is empty")
         if not is_paired(dataset):
-            raise ValueError(f"{source!s} holds images only; the paired task needs label map -> image pairs "
+            what = "two unpaired image domains" if is_unpaired(dataset) else "images only"
+            raise ValueError(f"{source!s} holds {what}; the paired task needs label map -> image pairs "
                              f"(e.g. the built-in openmoji-seg)")
 
     def check_batch(self, batch: Batch, model: Any) -> None:
@@ -203,8 +225,77 @@ class PairedTask(Task):
         return torch.stack([labels, outputs.float().cpu(), batch.image_float.cpu()], dim=1).flatten(0, 1)
 
 
-TASKS: dict[str, type[Task]] = {t.name: t for t in (UnconditionalTask, LikelihoodTask, PairedTask)}
-_BY_KIND = {t.model_kind: t for t in TASKS.values()}
+class UnpairedTask(Task):
+    """Two image domains without correspondence (CycleGAN). The model is the A -> B translator (``G_A``), an
+    image-input ``Translator`` (``input_kind == "image"``). No default metric: nothing here scores a translation
+    without a target."""
+
+    name = "unpaired"
+    model_kind = "translator"
+
+    def open(self, source: Any, resolution: int | None, *, cache_dir: str | os.PathLike | None = None,
+             name: str | None = None) -> TaskData:
+        dataset = open_source(source, resolution, cache_dir=cache_dir)
+        self._check_kind(dataset, source)
+        train, val = dataset.split() if hasattr(dataset, "split") else train_val(dataset)
+        name = getattr(dataset, "name", None) or name or Path(str(source)).stem
+        return TaskData(train, val, val, name, extra={"all": dataset})
+
+    def _check_kind(self, dataset: Any, source: Any) -> None:
+        if len(dataset) == 0:
+            raise ValueError(f"the dataset {source!s} is empty")
+        if not is_unpaired(dataset):
+            what = "label map -> image pairs" if is_paired(dataset) else "one set of images"
+            raise ValueError(f"{source!s} holds {what}; the unpaired task needs two image domains: a folder with "
+                             f"trainA/ and trainB/ (CycleGAN's layout) or the built-in openmoji-faces2animals")
+
+    def split(self, data: TaskData, which: str) -> Any:
+        if which == "all" and "all" in data.extra:
+            return data.extra["all"]
+        return super().split(data, which)
+
+    def check_batch(self, batch: Batch, model: Any) -> None:
+        super().check_batch(batch, model)
+        if batch.image_b is None:
+            raise ValueError("unpaired training needs a domain-B image in every batch item (image_b)")
+        if tuple(batch.image_b.shape) != tuple(batch.image.shape):
+            raise ValueError(f"domain B images are {tuple(batch.image_b.shape[1:])} but domain A images are "
+                             f"{tuple(batch.image.shape[1:])}")
+        if getattr(model, "input_kind", "labels") != "image":
+            raise ValueError(f"the unpaired task translates images; {type(model).__name__} takes label maps "
+                             f"(build it with in_channels=3)")
+
+    def preview_inputs(self, data: TaskData, n: int) -> dict[str, Any]:
+        # 1, 4 or 16 items: a grid of 4, 16 or 64 images has 2, 4 or 8 columns, so its rows hold whole quadruples.
+        # Validation items 0, 1, ... are A images 0, 1, ... (then again, with other B partners) with distinct B images.
+        n = max(k for k in (1, 4, 16) if k <= max(1, min(n, len(data.val))))
+        return {"batch": collate([data.val[i] for i in range(n)])}
+
+    def preview_grid(self, outputs: torch.Tensor, inputs: dict[str, Any], data: TaskData) -> torch.Tensor:
+        """``outputs``: ``[N, 3, H, W]`` = G_A(A) or ``[2N, 3, H, W]`` = G_A(A) then G_B(B); the grid interleaves
+        A | G_A(A) (| B | G_B(B)) per item."""
+        batch: Batch = inputs["batch"]
+        n = len(batch)
+        cols = [batch.image_float.cpu(), outputs[:n].float().cpu()]
+        if outputs.shape[0] == 2 * n:
+            cols += [batch.image_b_float.cpu(), outputs[n:].float().cpu()]
+        return torch.stack(cols, dim=1).flatten(0, 1)
+
+    def reals(self, data: TaskData, n: int, seed: int) -> torch.Tensor:
+        """Training images of both domains, alternating A and B: float ``[n, 3, H, W]`` in [-1, 1]."""
+        gen = torch.Generator().manual_seed(seed)
+        half = (n + 1) // 2
+        sides = []
+        for domain in (data.train.domain_a, data.train.domain_b):
+            idx = torch.randperm(len(domain), generator=gen)[:half]
+            idx = idx.repeat((half + len(idx) - 1) // len(idx))[:half]  # a domain smaller than half the grid
+            sides.append(collate([domain[int(i)] for i in idx]).image_float)
+        return torch.stack(sides, dim=1).flatten(0, 1)[:n]
+
+
+TASKS: dict[str, type[Task]] = {t.name: t for t in (UnconditionalTask, LikelihoodTask, PairedTask, UnpairedTask)}
+# A loaded translator is a paired one unless it takes images (``input_kind``, see ``task_for_model``).
+_BY_KIND = {t.model_kind: t for t in (UnconditionalTask, LikelihoodTask, PairedTask)}
 
 
 def get_task(name: str) -> Task:
@@ -214,11 +305,14 @@ def get_task(name: str) -> Task:
 
 
 def task_for_model(model: Any) -> Task:
-    """The task of a loaded model, from its ``kind`` (generator, likelihood, translator)."""
+    """The task of a loaded model, from its ``kind`` (generator, likelihood, translator; a translator that takes
+    images, ``input_kind == "image"``, is an unpaired one)."""
     kind = getattr(model, "kind", "other")
     if kind not in _BY_KIND:
         raise ValueError(f"a {type(model).__name__} ({kind}) is not a model that generates, scores or translates "
                          f"images")
+    if kind == "translator" and getattr(model, "input_kind", "labels") == "image":
+        return UnpairedTask()
     return _BY_KIND[kind]()
 
 
@@ -231,4 +325,4 @@ def open_eval_data(data: Any, model: Any, split: str | None = None, resolution: 
 
 
 __all__ = ["Task", "TaskData", "TASKS", "get_task", "task_for_model", "open_source", "open_eval_data", "is_paired",
-           "is_builtin", "item_image"]
+           "is_unpaired", "is_builtin", "item_image"]

@@ -11,7 +11,8 @@ def _hparams(values: tuple[str, ...]) -> dict[str, object]:
 
 
 @click.command(name="compress", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@click.option("--network", required=True, metavar="RUN_DIR", help="Trained teacher run (e.g. of resnet-tiny32).")
+@click.option("--network", required=True, metavar="RUN_DIR",
+              help="Trained teacher run (e.g. of resnet-tiny32 or unet-tiny32).")
 @click.option("--data", required=True, help="Paired dataset, e.g. openmoji-seg-32-n64.")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Where every step writes; rerun "
               "the same command to resume.")
@@ -33,7 +34,8 @@ def _hparams(values: tuple[str, ...]) -> dict[str, object]:
               "(psnr, l1, fid_pairs<N>).")
 @click.option("--threads", default="1,2", show_default=True, help="CPU thread counts to time.")
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option("--compile", "use_compile", is_flag=True, help="Also time torch.compile (slow to compile on CPU).")
+@click.option("--compile/--no-compile", "use_compile", default=True, show_default=True,
+              help="Also time torch.compile (compiles once per thread count; reported unavailable where it fails).")
 @click.option("--onnx/--no-onnx", default=True, show_default=True, help="Export both and time ONNX Runtime.")
 @click.option("--condense-hparam", multiple=True, metavar="KEY=VALUE", help="Extra condense hyper-parameter.")
 @click.option("--distill-hparam", multiple=True, metavar="KEY=VALUE", help="Extra distill hyper-parameter.")
@@ -42,17 +44,20 @@ def command(network: str, data: str, outdir: str, preset: str | None, condense_s
             sparsity_ramp: int, threshold: float, macs_budget: float | None, min_channels: int, distill_steps: int,
             batch: int | None, metric: str, threads: str, repeats: int, use_compile: bool, onnx: bool,
             condense_hparam: tuple[str, ...], distill_hparam: tuple[str, ...], device: str) -> None:
-    """Compress a trained translator: (1) condense: train with a group-lasso penalty on the per-channel norm scales,
-    (2) prune the zeroed (or least important) channels structurally, (3) distill the pruned student from the
-    condensed teacher, (4) measure params, GMACs, latency (eager PyTorch, ONNX Runtime) and the metric of teacher
-    and student. Every step writes OUTDIR/<step>/report.json; the final table is OUTDIR/report.md and the compressed
-    model OUTDIR/student (load it with leangen.load).
+    """Compress a trained translator (ResNet or U-Net generator): (1) condense: train with a group-lasso penalty on
+    the per-channel norm scales, (2) prune the zeroed (or least important) channels structurally, (3) distill the
+    pruned student from the condensed teacher, (4) measure params, GMACs, latency (eager PyTorch, torch.compile,
+    ONNX Runtime) and the metric of teacher and student. Every step writes OUTDIR/<step>/report.json; the final
+    table is OUTDIR/report.md and the compressed model OUTDIR/student (load it with leangen.load).
 
     \b
-    Example:
+    Examples:
       leangen train --preset resnet-tiny32 --data openmoji-seg-32-n64 --steps 300 --outdir runs
       leangen compress --network runs/00000-resnet-tiny32-openmoji-seg-32-n64 --data openmoji-seg-32-n64 \\
           --outdir compressed --gmacs 0.002
+      leangen train --preset unet-tiny32 --data openmoji-seg-32-n64 --steps 300 --outdir runs
+      leangen compress --network runs/00001-unet-tiny32-openmoji-seg-32-n64 --data openmoji-seg-32-n64 \\
+          --outdir compressed-unet --gmacs 0.001 --no-compile
     """
     from leangen.compress.pipeline import CompressOptions, render_report, run_pipeline
 

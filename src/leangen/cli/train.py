@@ -21,7 +21,8 @@ def _csv(ctx: click.Context, param: click.Parameter, value: str | None) -> list[
 @click.command(name="train", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--preset", metavar="NAME", help="Model preset (see `leangen models`). [required unless resuming]")
 @click.option("--data", metavar="ZIP|DIR|openmoji",
-              help="Training images: a dataset zip, an image folder, or a built-in name. [required unless resuming]")
+              help="Training images: a dataset zip, an image folder (trainA/ + trainB/ for unpaired presets), or a "
+                   "built-in name. [required unless resuming]")
 @click.option("--outdir", metavar="DIR", default=None, help="Where run directories go.  [default: runs]")
 @click.option("--kimg", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Train until this many thousand real images have been shown.  [default: preset, else 25000]")
@@ -97,9 +98,11 @@ def command(preset: str | None, data: str | None, outdir: str | None, kimg: floa
       # a wall-clock budget (e.g. to compare models at equal training time)
       leangen train --preset pixelfolder-tiny32 --data openmoji --minutes 8 --metrics fid500,kid500
     \b
-      # other tasks: a likelihood model (bits/dim), a translator (label map -> glyph), a distilled student
+      # other tasks: a likelihood model (bits/dim), a translator (label map -> glyph), a distilled student,
+      # unpaired translation (CycleGAN; --data also takes a folder with trainA/ and trainB/)
       leangen train --preset independent-pixels-32 --data openmoji --kimg 20
       leangen train --preset conv-translator-tiny32 --data openmoji-seg --kimg 20
+      leangen train --preset cyclegan-tiny32 --data openmoji-faces2animals --kimg 2
       leangen train --preset stylegan2-tiny32-student --data openmoji --hparam teacher=runs/00000-stylegan2-tiny32-openmoji-32
     \b
       # check what would run

@@ -8,7 +8,8 @@ Layout of ``outdir``::
     distill/runs/...         training run (objective ``distill``: pruned student, condensed teacher)
     student/                 the final compressed generator (``leangen.load`` it)
     <step>/report.json       params, GMACs, eager latency, the metric on the validation split
-    report.json, report.md   teacher vs student: sizes, eager / ONNX Runtime latency per thread count, metric
+    report.json, report.md   teacher vs student: sizes, eager / torch.compile / ONNX Runtime latency per thread
+                             count (compile: null with the reason where unavailable), metric
 
 A step whose ``report.json`` exists is skipped on a rerun; an interrupted training step resumes from its run.
 """
@@ -44,7 +45,8 @@ class CompressOptions:
     metric: str = "psnr"                   # a paired metric of the registry (psnr, l1, fid_pairs<N>)
     threads: list[int] = field(default_factory=lambda: [1, 2])
     repeats: int = 5
-    compile: bool = False
+    compile: bool = True                   # also time torch.compile (reported unavailable where it fails)
+    compile_backend: str = "inductor"
     onnx: bool = True
     device: str = "cpu"
     hparams: dict[str, dict[str, Any]] = field(default_factory=dict)  # per step: extra objective hyper-parameters
@@ -156,12 +158,13 @@ def run_pipeline(opts: CompressOptions, log: Callable[[str], None] = print) -> d
         _write(out / "distill" / "report.json", model_report(student, opts, run=str(run)))
     student = leangen.load(out / "student")
 
-    # 4. Deploy: teacher vs student, interleaved, eager and ONNX Runtime.
+    # 4. Deploy: teacher vs student, interleaved, eager, torch.compile and ONNX Runtime.
     if not (out / "report.json").is_file():
         log("deploy: latency of teacher and student")
         models = {"teacher": teacher.cpu().eval(), "student": student.cpu().eval()}
         lat = measure_latency(models, opts.threads, repeats=opts.repeats, compile=opts.compile,
-                              onnx_dir=out / "onnx" if opts.onnx else None, log=None)
+                              compile_backend=opts.compile_backend, onnx_dir=out / "onnx" if opts.onnx else None,
+                              log=None)
         rows = {name: {**size_report(m), **lat[name], "metric": opts.metric, "value": evaluate(m, opts)}
                 for name, m in models.items()}
         steps = {s: json.loads((out / s / "report.json").read_text()) for s in ("condense", "prune", "distill")}
@@ -179,8 +182,8 @@ def run_pipeline(opts: CompressOptions, log: Callable[[str], None] = print) -> d
 def render_report(doc: dict[str, Any]) -> str:
     """The final report as a Markdown table (teacher, each step, student)."""
     threads = doc["threads"]
-    cols = ["model", "params (M)", "GMACs"] + [f"eager {n}t (ms)" for n in threads] + \
-        [f"ORT {n}t (ms)" for n in threads] + [doc["metric"]]
+    cols = ["model", "params (M)", "GMACs"] + [f"{rt} {n}t (ms)" for rt in ("eager", "compile", "ORT")
+                                               for n in threads] + [doc["metric"]]
     rows = [("teacher", doc["teacher"]), *((f"after {k}", v) for k, v in doc["steps"].items()),
             ("student", doc["student"])]
 
@@ -190,10 +193,12 @@ def render_report(doc: dict[str, Any]) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for name, r in rows:
         cells = [name, format(r["params"] / 1e6, ".3f"), format(r["gmacs"], ".3f")]
-        cells += [cell(r, f"latency_ms_eager_t{n}") for n in threads]
-        cells += [cell(r, f"latency_ms_ort_t{n}") for n in threads]
+        cells += [cell(r, f"latency_ms_{tag}_t{n}") for tag in ("eager", "compile", "ort") for n in threads]
         cells.append(cell(r, "value", ".2f"))
         lines.append("| " + " | ".join(cells) + " |")
+    status = doc["student"].get("status_compile")
+    if status and status != "ok":  # say why the compile columns of the final models are empty
+        lines.append(f"\ntorch.compile: {status}.")
     lines.append(f"\nMACs ratio {doc['mac_ratio']:.2f}x, params ratio {doc['param_ratio']:.2f}x, eager latency "
                  f"ratio ({max(threads)} threads) {doc['latency_ratio_eager']:.2f}x; metric: {doc['metric']} on the "
                  f"validation split.")

@@ -2,8 +2,8 @@
 executed MACs fit a budget, and return an ordinary model of the same type built with the smaller ``channels``.
 
 Generic over ``leangen.ops.prunable``: the model declares its width groups (which norms score a width and which
-``(parameter, dim)`` it sizes, residual coupling and transposed-conv layouts included); nothing here knows the
-architecture. Importance of a channel: ``leangen.compress.condense.channel_scores``.
+``(parameter, dim[, offset])`` it sizes: residual coupling, transposed-conv layouts and concatenated skips included);
+nothing here knows the architecture. Importance of a channel: ``leangen.compress.condense.channel_scores``.
 
 Rules (ours; configurable):
 
@@ -51,19 +51,33 @@ def executed_macs(model_type: str, config: dict[str, Any]) -> int:
     return count_macs(model, (torch.zeros(1, in_ch, r, r, device="meta"),))  # a float input: already one-hot
 
 
+def _kept_index(size: int, segments: list[tuple[int, int, torch.Tensor]]) -> torch.Tensor:
+    """Indices kept along a dimension of ``size`` entries: each ``(offset, width, kept)`` segment keeps only
+    ``offset + kept``; entries outside every segment (a fixed-width part of a concatenation) are all kept."""
+    mask = torch.ones(size, dtype=torch.bool)
+    for offset, width, kept in segments:
+        mask[offset:offset + width] = False
+        mask[offset + kept.cpu()] = True
+    return torch.nonzero(mask).flatten()
+
+
 def build_pruned(model: nn.Module, kept: list[torch.Tensor]) -> nn.Module:
     """A new model of ``model``'s type with widths ``len(kept[g])`` and the kept slices of every tensor."""
     from leangen.models.base import MODEL_TYPES
 
     new = MODEL_TYPES[model.model_type](**_config(model, kept))  # type: ignore[attr-defined]
-    cuts: dict[str, list[tuple[int, torch.Tensor]]] = {}
+    # All segments of one (tensor, dim) are cut at once: cutting one segment first would shift the offsets of the
+    # others (the skip and decoder parts of a U-Net's concatenated input).
+    cuts: dict[tuple[str, int], list[tuple[int, int, torch.Tensor]]] = {}
     for group in model.channel_groups():  # type: ignore[operator]
-        for name, dim in group.slices:
-            cuts.setdefault(name, []).append((dim, kept[group.index]))
+        width = int(model.widths[group.index])  # type: ignore[attr-defined]
+        for name, dim, *offset in group.slices:
+            cuts.setdefault((name, dim), []).append((offset[0] if offset else 0, width, kept[group.index]))
     state = {}
     for name, t in model.state_dict().items():
-        for dim, idx in cuts.get(name, []):
-            t = t.index_select(dim, idx.to(t.device))
+        for dim in range(t.dim()):
+            if (name, dim) in cuts:
+                t = t.index_select(dim, _kept_index(t.shape[dim], cuts[(name, dim)]).to(t.device))
         state[name] = t.clone()
     new.load_state_dict(state, strict=True)
     return new.to(next(model.parameters()).device).eval()

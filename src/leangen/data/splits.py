@@ -56,7 +56,7 @@ class SplitView(torch.utils.data.Dataset):
             return self.dataset.get_batch(idx)
         items = [self.dataset[int(i)] for i in idx]
         batch = collate(items)
-        return batch.image if batch.condition is None else batch.as_dict()
+        return batch.image if batch.condition is None and batch.image_b is None else batch.as_dict()
 
     def fingerprint(self) -> str:
         base = self.dataset.fingerprint() if hasattr(self.dataset, "fingerprint") else type(self.dataset).__name__

@@ -52,7 +52,10 @@ def _check_fit(spec: MetricSpec, model: Any, dataset: Any, teacher: Any, where: 
         what = "real images" if spec.consumes == "samples" else "validation split"
         raise ValueError(f"metric {spec.name} needs data (the {what})")
     if (spec.consumes == "paired" or kind == "translator") and not is_paired(dataset):
-        raise ValueError(f"metric {spec.name} needs label map -> image pairs; the data holds images only")
+        from leangen.tasks import is_unpaired
+
+        what = "two unpaired domains (no target per input)" if is_unpaired(dataset) else "images only"
+        raise ValueError(f"metric {spec.name} needs label map -> image pairs; the data holds {what}")
 
 
 def _sizes(spec: MetricSpec, model: Any, dataset: Any) -> tuple[int, int]:

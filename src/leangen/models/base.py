@@ -287,12 +287,20 @@ class LikelihoodModel(PretrainedModel):
 
 class Translator(PretrainedModel):
     """Base of image-to-image translators: a label map ``int64 [B, H, W]`` (ids ``0 .. num_classes - 1``) to an image
-    ``[B, 3, H, W]`` in [-1, 1]. Subclasses implement ``forward(labels)``."""
+    ``[B, 3, H, W]`` in [-1, 1]. Subclasses implement ``forward(labels)``.
+
+    Translators whose ``input_kind`` is ``"image"`` (CycleGAN's generators) take images instead: float
+    ``[B, C, H, W]`` in [-1, 1] (``translate`` also accepts uint8 in 0..255)."""
 
     kind: ClassVar[str] = "translator"
     num_classes: int
     img_resolution: int
     img_channels: int = 3
+
+    @property
+    def input_kind(self) -> str:
+        """``"labels"`` (label maps, the default) or ``"image"`` (images in [-1, 1])."""
+        return "labels"
 
     def check_labels(self, labels: torch.Tensor) -> None:
         """``ValueError`` for a label map of the wrong shape or with ids outside ``0 .. num_classes - 1``."""
@@ -307,11 +315,31 @@ class Translator(PretrainedModel):
         res = self.img_resolution
         return (torch.randint(0, self.num_classes, (batch, res, res), generator=torch.Generator().manual_seed(0)),)
 
+    def check_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Images ``[B, C, H, W]`` (uint8 0..255 or float in [-1, 1]) as float in [-1, 1] for an image-input
+        translator; ``ValueError`` for another shape or channel count."""
+        channels = int(getattr(self, "in_channels", None) or 3)
+        if images.dim() != 4 or images.shape[1] != channels or images.dtype == torch.bool:
+            raise ValueError(f"this translator takes images [B, {channels}, H, W] (uint8, or float in [-1, 1]), got "
+                             f"{images.dtype} {tuple(images.shape)}")
+        if images.dtype == torch.uint8:
+            return images.float() / 127.5 - 1
+        if not images.is_floating_point():
+            raise ValueError(f"images must be uint8 or float, got {images.dtype}")
+        return images.float()
+
     @torch.no_grad()
     def translate(self, labels: torch.Tensor, output_type: OutputType = "pt", batch_size: int = 16,
                   instances: torch.Tensor | None = None) -> Any:
         """Images for label maps ``[B, H, W]`` (on any device; computed where the model is). ``instances``: optional
-        instance ids ``[B, H, W]`` for models with an instance-edge input."""
+        instance ids ``[B, H, W]`` for models with an instance-edge input. For ``input_kind == "image"``, ``labels``
+        are images ``[B, C, H, W]`` (uint8, or float in [-1, 1])."""
+        if self.input_kind == "image":
+            if instances is not None:
+                raise ValueError("image-input translators take no instance maps")
+            images = self.check_images(labels)
+            return self._batched(lambda i: self(images[i:i + batch_size].to(self._device())), len(images),
+                                 batch_size, output_type)
         self.check_labels(labels)
         if instances is not None and tuple(instances.shape) != tuple(labels.shape):
             raise ValueError(f"instance maps {tuple(instances.shape)} must match the label maps {tuple(labels.shape)}")
@@ -325,6 +353,17 @@ class Translator(PretrainedModel):
 
         outs = [self(labels[i:i + batch_size].to(device).long(), **extra(i)).float().cpu()
                 for i in range(0, labels.shape[0], batch_size)]
+        self.train(was_training)
+        return convert_images(torch.cat(outs), output_type)
+
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def _batched(self, run: Callable[[int], torch.Tensor], n: int, batch_size: int, output_type: OutputType) -> Any:
+        """``run(start)`` for every ``batch_size`` chunk of ``n`` inputs, in eval mode, outputs concatenated."""
+        was_training = self.training
+        self.eval()
+        outs = [run(i).float().cpu() for i in range(0, n, batch_size)]
         self.train(was_training)
         return convert_images(torch.cat(outs), output_type)
 

@@ -6,7 +6,10 @@ ASAP-Net, pix2pixHD and SPADE are separate families.
 
 The discriminator is the 70x70-style PatchGAN of pix2pix (Isola et al. 2017) with spectral norm: it sees the label
 map (one-hot) concatenated with the image and returns a map of logits, plus its intermediate features for feature
-matching.
+matching. With ``num_classes=0`` it sees the image alone, and ``norm="instance", spectral=False, layers=4`` make it
+the 70x70 PatchGAN of pix2pix/CycleGAN's code (``NLayerDiscriminator``, n_layers=3: 4x4 convs with strides 2, 2,
+2, 1 and widths 64, 128, 256, 512, InstanceNorm after all but the first, LeakyReLU 0.2, then a 4x4 conv to one
+logit per 70x70 patch).
 """
 from __future__ import annotations
 
@@ -60,24 +63,39 @@ class ConvTranslator(Translator):
 
 @register_model("patch-discriminator")
 class PatchDiscriminator(PretrainedModel):
-    """``(labels [B, H, W], image [B, 3, H, W]) -> (logits [B, 1, h, w], features list)``."""
+    """``(labels [B, H, W] | None, image [B, 3, H, W] in [-1, 1]) -> (logits [B, 1, h, w], features list)``.
+
+    ``num_classes=0``: unconditional (``labels`` is ignored and may be None). ``norm``: ``"none"`` or
+    ``"instance"`` (InstanceNorm after every conv but the first); ``spectral``: spectral norm on every conv."""
 
     kind = "discriminator"
 
-    def __init__(self, num_classes: int = 9, width: int = 64, layers: int = 3) -> None:
+    def __init__(self, num_classes: int = 9, width: int = 64, layers: int = 3, norm: str = "none",
+                 spectral: bool = True) -> None:
         super().__init__()
+        if norm not in ("none", "instance"):
+            raise ValueError(f"norm must be 'none' or 'instance', got {norm!r}")
         self.num_classes = num_classes
+        sn = spectral_norm if spectral else (lambda m: m)
         chans = [num_classes + 3] + [width * 2 ** min(i, 3) for i in range(layers)]
         self.convs = nn.ModuleList(
-            spectral_norm(nn.Conv2d(chans[i], chans[i + 1], 4, stride=2 if i < layers - 1 else 1, padding=1))
+            sn(nn.Conv2d(chans[i], chans[i + 1], 4, stride=2 if i < layers - 1 else 1, padding=1))
             for i in range(layers))
-        self.head = spectral_norm(nn.Conv2d(chans[-1], 1, 4, padding=1))
+        # Parameter-free norms (affine=False), so the state dict is the same with or without them.
+        self.norms = nn.ModuleList(nn.InstanceNorm2d(chans[i + 1]) if norm == "instance" and i > 0 else nn.Identity()
+                                   for i in range(layers))
+        self.head = sn(nn.Conv2d(chans[-1], 1, 4, padding=1))
 
-    def forward(self, labels: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        x = torch.cat([one_hot_labels(labels, self.num_classes, image.dtype), image], dim=1)
+    def forward(self, labels: torch.Tensor | None, image: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        if self.num_classes:
+            if labels is None:
+                raise ValueError("this PatchDiscriminator is conditional (num_classes > 0): give the label maps")
+            x = torch.cat([one_hot_labels(labels, self.num_classes, image.dtype), image], dim=1)
+        else:
+            x = image
         feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.2)
+        for conv, norm in zip(self.convs, self.norms):
+            x = F.leaky_relu(norm(conv(x)), 0.2)
             feats.append(x)
         return self.head(x), feats
 

@@ -120,7 +120,9 @@ def _gather(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernel: tuple[int
         _, bx = window_index(w, kernel[1], dilation[1], q.device)
         bias = separable_bias(rpb.to(q.dtype), by.reshape(-1), bx.reshape(-1))
         bias = bias.reshape(heads, h, kernel[0], w, kernel[1]).permute(0, 1, 3, 2, 4).reshape(heads, n, kk)
-    chunk = max(1, GATHER_CHUNK_ELEMENTS // max(1, b * heads * kk * dim))
+    # A symbolic batch (dynamic-batch ONNX export) must not steer Python control flow: chunk as for batch 1 then.
+    rows = b if isinstance(b, int) else 1
+    chunk = max(1, GATHER_CHUNK_ELEMENTS // max(1, rows * heads * kk * dim))
     outs = []
     for s in range(0, n, chunk):
         e = min(n, s + chunk)

@@ -1,8 +1,9 @@
 """What a channel-prunable model declares, and the preset triple every compressible translator registers.
 
-A prunable model has a ``channels`` constructor argument (one width per prunable layer) and a ``channel_groups()``
-method returning one ``ChannelGroup`` per entry of that list: the normalization layers whose per-channel scale and
-shift (γ, β) score the group's channels, and every ``(parameter name, dim)`` the width sizes. The pruner
+A prunable model has a ``channels`` constructor argument (one width per prunable layer), a ``widths`` attribute (its
+current values) and a ``channel_groups()`` method returning one ``ChannelGroup`` per entry of that list: the
+normalization layers whose per-channel scale and shift (γ, β) score the group's channels, and every
+``(parameter name, dim[, offset])`` the width sizes (ResNet and U-Net generators implement it). The pruner
 (``leangen.compress.prune``) is generic over this declaration; it never looks at the architecture itself.
 """
 from __future__ import annotations
@@ -11,14 +12,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+#: A tensor dimension a width sizes: ``(state-dict name, dim)``, or ``(name, dim, offset)`` when the width is one
+#: segment ``offset .. offset + width`` of a concatenated input (a U-Net decoder reading skip + upsampled features).
+Slice = tuple[str, int] | tuple[str, int, int]
+
+
 @dataclass(frozen=True)
 class ChannelGroup:
     """Width ``index`` of a model's ``channels`` list. ``norms``: module names of the affine norms producing it
-    (γ ``{norm}.weight``, β ``{norm}.bias``); ``slices``: ``(parameter name, dim)`` pairs that this width sizes."""
+    (γ ``{norm}.weight``, β ``{norm}.bias``); ``slices``: every tensor dimension (``Slice``) that this width sizes,
+    norm statistics (``running_mean``/``running_var``) included."""
 
     index: int
     norms: list[str]
-    slices: list[tuple[str, int]] = field(default_factory=list)
+    slices: list[Slice] = field(default_factory=list)
 
 
 def default_widths(ngf: int, n_down: int) -> list[int]:

@@ -23,12 +23,17 @@ Protocols:
   once. Allocator-internal scratch space (oneDNN, cuBLAS workspaces) is not a tensor and is not included on CPU.
 - **Timing** (``timing``): several models are measured in the same process, interleaved round-robin under
   ``torch.inference_mode()``, with the same thread count, so their ratios are fair; figures are medians per batch.
+- **Runtimes** (``runtimes``): the same models through PyTorch eager, ``torch.compile`` and ONNX Runtime on the CPU,
+  every (model, runtime) pair interleaved in one round-robin per thread count (``profile_runtimes``,
+  ``measure_runtimes``; ``leangen compress`` reports through the same code).
 """
 from leangen.profile.device import device_name
 from leangen.profile.inputs import example_inputs
 from leangen.profile.macs import MacConvention, MacCount, count_macs, count_macs_detailed, count_params
 from leangen.profile.memory import state_bytes
 from leangen.profile.runner import DTYPES, ROW_KEYS, DType, profile_models, ratio_table
+from leangen.profile.runtimes import RUNTIME_ROW_KEYS, RUNTIMES, measure_runtimes, profile_runtimes
 
 __all__ = ["count_params", "count_macs", "count_macs_detailed", "MacCount", "MacConvention", "example_inputs",
-           "profile_models", "ratio_table", "state_bytes", "device_name", "ROW_KEYS", "DTYPES", "DType"]
+           "profile_models", "ratio_table", "state_bytes", "device_name", "ROW_KEYS", "DTYPES", "DType", "RUNTIMES",
+           "RUNTIME_ROW_KEYS", "measure_runtimes", "profile_runtimes"]

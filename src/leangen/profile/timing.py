@@ -12,8 +12,8 @@ from torch import nn
 from leangen.profile.device import sync
 from leangen.profile.inputs import call_model
 
-#: One timed forward: ``(model, args, kwargs)``.
-Call = tuple[nn.Module, tuple[Any, ...], dict[str, Any]]
+#: One timed forward: ``(model, args, kwargs)``; any callable does (an ONNX Runtime session's bound ``run``).
+Call = tuple[nn.Module | Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
 
 def time_interleaved(calls: Sequence[Call], device: torch.device, warmup: int, repeats: int,

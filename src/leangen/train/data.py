@@ -35,7 +35,7 @@ def _cat(batches: list[Batch]) -> Batch:
         parts = [getattr(b, key) for b in batches]
         return None if parts[0] is None else torch.cat(parts)
 
-    return Batch(torch.cat([b.image for b in batches]), cat("condition"), cat("instances"))
+    return Batch(torch.cat([b.image for b in batches]), cat("condition"), cat("instances"), cat("image_b"))
 
 
 class BatchStream:

@@ -1,7 +1,9 @@
-"""GAN losses and optimizers, shared by every adversarial objective (``gan``, ``paired_gan``, ``distill``).
+"""GAN losses and optimizers, shared by every adversarial objective (``gan``, ``paired_gan``, ``distill``,
+``cyclegan``).
 
 Written from the papers: the non-saturating logistic loss and lazy R1 of StyleGAN2 (Karras et al. 2020), the hinge
-loss of SAGAN/SPADE (Lim & Ye 2017; Park et al. 2019), feature matching of pix2pixHD (Wang et al. 2018).
+loss of SAGAN/SPADE (Lim & Ye 2017; Park et al. 2019), the least-squares loss of LSGAN (Mao et al. 2017; CycleGAN's),
+feature matching of pix2pixHD (Wang et al. 2018).
 """
 from __future__ import annotations
 
@@ -12,21 +14,26 @@ import torch.nn.functional as F
 
 
 def d_loss(kind: str, logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
-    """Discriminator loss. ``kind``: ``nonsat`` (softplus(f) + softplus(-r)) or ``hinge`` (relu(1-r) + relu(1+f))."""
+    """Discriminator loss. ``kind``: ``nonsat`` (softplus(f) + softplus(-r)), ``hinge`` (relu(1-r) + relu(1+f)) or
+    ``lsgan`` ((r-1)^2 + f^2; CycleGAN halves it), each term a mean."""
     if kind == "nonsat":
         return F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
     if kind == "hinge":
         return F.relu(1 - logits_real).mean() + F.relu(1 + logits_fake).mean()
-    raise ValueError(f"unknown GAN loss {kind!r}: expected nonsat or hinge")
+    if kind == "lsgan":
+        return (logits_real - 1).square().mean() + logits_fake.square().mean()
+    raise ValueError(f"unknown GAN loss {kind!r}: expected nonsat, hinge or lsgan")
 
 
 def g_loss(kind: str, logits_fake: torch.Tensor) -> torch.Tensor:
-    """Generator loss: ``nonsat`` softplus(-f), ``hinge`` -f."""
+    """Generator loss: ``nonsat`` softplus(-f), ``hinge`` -f, ``lsgan`` (f-1)^2 (means)."""
     if kind == "nonsat":
         return F.softplus(-logits_fake).mean()
     if kind == "hinge":
         return -logits_fake.mean()
-    raise ValueError(f"unknown GAN loss {kind!r}: expected nonsat or hinge")
+    if kind == "lsgan":
+        return (logits_fake - 1).square().mean()
+    raise ValueError(f"unknown GAN loss {kind!r}: expected nonsat, hinge or lsgan")
 
 
 def r1_penalty(logits: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:

@@ -43,6 +43,7 @@ OBJECTIVES: dict[str, str] = {
     "paired_gan": "leangen.train.paired:PairedGANObjective",
     "distill": "leangen.train.distill:DistillObjective",
     "condense": "leangen.train.condense:CondenseObjective",
+    "cyclegan": "leangen.train.cyclegan:CycleGANObjective",
 }
 ROLES = ("trained", "ema", "frozen")
 
