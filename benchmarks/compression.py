@@ -25,6 +25,7 @@ Results: ``benchmarks/results/compression-cpu.json`` and ``.md``; the pipeline's
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -34,7 +35,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import environment, fmt, md_table, write_results  # noqa: E402
+from _common import RESULTS, environment, fmt, md_table, write_results  # noqa: E402
 from pixel_synthesis import machine_check  # noqa: E402
 
 
@@ -45,16 +46,62 @@ def out_res_gmacs(model: torch.nn.Module) -> float:
     return count_macs(model, model.example_inputs(1), convention="output_resolution") / 1e9  # type: ignore[operator]
 
 
+def run_part(preset: str, data: str, work: Path, steps: tuple[int, int, int], ratio: float, metric: str,
+             args: argparse.Namespace, say: Any) -> tuple[dict[str, Any], Path]:
+    """Train (or resume) the teacher, then ``run_pipeline``; returns its report and the teacher's run."""
+    import leangen
+    from leangen.compress.deploy import size_report
+    from leangen.compress.pipeline import CompressOptions, run_pipeline
+    from leangen.train import TrainOptions, train
+
+    teacher_steps, condense_steps, distill_steps = steps
+    say(f"{preset}: training the teacher for {teacher_steps} steps on {data}")
+    runs = sorted((work / "teacher").glob("*")) if (work / "teacher").is_dir() else []
+    topts = TrainOptions(preset=preset, data=data, outdir=str(work / "teacher"), steps=teacher_steps,
+                         device="cpu", progress=False, metrics=[], snap=10**6, tick=10**6)
+    teacher_run = train(TrainOptions(resume=str(runs[-1]), steps=teacher_steps, device="cpu", progress=False)
+                        if runs else topts).run_dir
+    teacher_gmacs = size_report(leangen.load(teacher_run))["gmacs"]
+    opts = CompressOptions(teacher=str(teacher_run), data=data, outdir=str(work / "compress"),
+                           condense_steps=condense_steps, distill_steps=distill_steps,
+                           sparsity=args.sparsity, sparsity_ramp=max(condense_steps // 2, 1),
+                           macs_budget=teacher_gmacs / ratio, min_channels=args.min_channels,
+                           threads=[1, 2], repeats=args.repeats, batch=1, compile=args.compile, metric=metric,
+                           hparams={"distill": {"gan_weight": args.distill_gan_weight,
+                                                "feature_weight": args.distill_feature_weight}})
+    return run_pipeline(opts, log=say), teacher_run
+
+
+def row(r: dict[str, Any], model: torch.nn.Module, quality: str) -> dict[str, Any]:
+    return dict(params=r["params"], gmacs=r["gmacs"], gmacs_out_res=out_res_gmacs(model),
+                latency_ms_eager=r["latency_ms_eager_t2"], latency_ms_eager_1thread=r["latency_ms_eager_t1"],
+                latency_ms_ort=r["latency_ms_ort_t2"], latency_ms_ort_1thread=r["latency_ms_ort_t1"],
+                # null where torch.compile is unavailable (compile_status says why) or was not asked for
+                latency_ms_compile=r.get("latency_ms_compile_t2"),
+                latency_ms_compile_1thread=r.get("latency_ms_compile_t1"),
+                compile_status=r.get("status_compile", "not measured"),
+                fps_ort_2threads=r["fps_ort_t2"], fps_ort_1thread=r["fps_ort_t1"], onnx_max_abs_diff=r["onnx_max_abs_diff"],
+                **{quality: r["value"]})
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--parts", nargs="+", choices=["speed", "quality"], default=["speed", "quality"])
     p.add_argument("--preset", default="resnet9-256")
     p.add_argument("--data", default="openmoji-seg-256-n64")
     p.add_argument("--teacher-steps", type=int, default=20)
     p.add_argument("--condense-steps", type=int, default=10)
     p.add_argument("--distill-steps", type=int, default=10)
+    p.add_argument("--quality-preset", default="resnet9-64")
+    p.add_argument("--quality-data", default="openmoji-seg-64")
+    p.add_argument("--quality-steps", type=int, nargs=3, default=[2000, 800, 800], metavar=("TEACHER", "CONDENSE",
+                                                                                          "DISTILL"))
+    p.add_argument("--quality-metric", default="fid_pairs")
     p.add_argument("--sparsity", type=float, default=1.0)
-    p.add_argument("--ratio", type=float, default=12.0, help="MACs budget = teacher GMACs / ratio")
+    p.add_argument("--ratio", type=float, default=30.0, help="MACs budget = teacher GMACs / ratio")
     p.add_argument("--min-channels", type=int, default=8)
+    p.add_argument("--distill-gan-weight", type=float, default=1.0)
+    p.add_argument("--distill-feature-weight", type=float, default=1.0)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                    help="time torch.compile too (compiles teacher and student once per thread count)")
@@ -63,79 +110,100 @@ def main() -> None:
     args = p.parse_args()
 
     import leangen
-    from leangen.compress.deploy import size_report
-    from leangen.compress.pipeline import CompressOptions, run_pipeline
-    from leangen.train import TrainOptions, train
 
     torch.set_num_threads(2)
     t0 = time.time()
     say = lambda m: print(f"[{time.time() - t0:6.0f}s] {m}", file=sys.stderr, flush=True)  # noqa: E731
     work = Path(args.workdir)
-    gemm_before = machine_check(torch.device("cpu"))
-    say(f"training the {args.preset} teacher for {args.teacher_steps} steps")
-    runs = sorted((work / "teacher").glob("*")) if (work / "teacher").is_dir() else []
-    topts = TrainOptions(preset=args.preset, data=args.data, outdir=str(work / "teacher"), steps=args.teacher_steps,
-                         device="cpu", progress=False, metrics=[], snap=10**6, tick=10**6)
-    teacher_run = train(TrainOptions(resume=str(runs[-1]), steps=args.teacher_steps, device="cpu", progress=False)
-                        if runs else topts).run_dir
-    teacher_gmacs = size_report(leangen.load(teacher_run))["gmacs"]
-    opts = CompressOptions(teacher=str(teacher_run), data=args.data, outdir=str(work / "compress"),
-                           condense_steps=args.condense_steps, distill_steps=args.distill_steps,
-                           sparsity=args.sparsity, sparsity_ramp=max(args.condense_steps // 2, 1),
-                           macs_budget=teacher_gmacs / args.ratio, min_channels=args.min_channels,
-                           threads=[1, 2], repeats=args.repeats, batch=1, compile=args.compile)
-    doc = run_pipeline(opts, log=say)
-    gemm_after = machine_check(torch.device("cpu"))
-
-    def row(r: dict[str, Any], model: torch.nn.Module) -> dict[str, Any]:
-        return dict(params=r["params"], gmacs=r["gmacs"], gmacs_out_res=out_res_gmacs(model),
-                    latency_ms_eager=r["latency_ms_eager_t2"], latency_ms_eager_1thread=r["latency_ms_eager_t1"],
-                    latency_ms_ort=r["latency_ms_ort_t2"], latency_ms_ort_1thread=r["latency_ms_ort_t1"],
-                    # null where torch.compile is unavailable (compile_status says why) or was not asked for
-                    latency_ms_compile=r.get("latency_ms_compile_t2"),
-                    latency_ms_compile_1thread=r.get("latency_ms_compile_t1"),
-                    compile_status=r.get("status_compile", "not measured"),
-                    fps_ort_2threads=r["fps_ort_t2"], fps_ort_1thread=r["fps_ort_t1"], psnr=r["value"], fid=None,
-                    onnx_max_abs_diff=r["onnx_max_abs_diff"])
-
-    teacher, student = leangen.load(teacher_run), leangen.load(work / "compress" / "student")
-    t, s = row(doc["teacher"], teacher), row(doc["student"], student)
-    payload = dict(
-        benchmark=args.name, environment=environment(torch.device("cpu")), preset=args.preset, data=args.data,
-        teacher=t, student=s, mac_ratio=t["gmacs"] / s["gmacs"], param_ratio=t["params"] / s["params"],
-        latency_ratio_eager=t["latency_ms_eager"] / s["latency_ms_eager"],
-        latency_ratio_ort=t["latency_ms_ort"] / s["latency_ms_ort"],
-        latency_ratio_compile=(t["latency_ms_compile"] / s["latency_ms_compile"]
-                               if t["latency_ms_compile"] and s["latency_ms_compile"] else None),
-        student_channels=doc["steps"]["prune"]["channels_after"], teacher_channels=doc["steps"]["prune"]["channels_before"],
-        training=dict(teacher_steps=args.teacher_steps, condense_steps=args.condense_steps,
-                      distill_steps=args.distill_steps, batch=1, sparsity=args.sparsity,
-                      macs_budget_gmacs=teacher_gmacs / args.ratio, min_channels=args.min_channels),
-        quality_metric="psnr (dB) on the validation split; fid: not computed (see the notes)",
-        gemm_ms_before=gemm_before, gemm_ms_after=gemm_after, wall_s=time.time() - t0,
-        pipeline_report=str(work / "compress" / "report.json"), cpu_count=os.cpu_count())
-    headers = ["model", "params (M)", "GMACs exec.", "GMACs out-res", "eager 1t (ms)", "eager 2t (ms)",
-               "compile 1t (ms)", "compile 2t (ms)", "ORT 1t (ms)", "ORT 2t (ms)", "FPS ORT 2t", "PSNR (dB)"]
-    rows = [[name, fmt(r["params"] / 1e6, ".3f"), fmt(r["gmacs"], ".2f"), fmt(r["gmacs_out_res"], ".2f"),
-             fmt(r["latency_ms_eager_1thread"], ".1f"), fmt(r["latency_ms_eager"], ".1f"),
-             fmt(r["latency_ms_compile_1thread"], ".1f") or "n/a", fmt(r["latency_ms_compile"], ".1f") or "n/a",
-             fmt(r["latency_ms_ort_1thread"], ".1f"), fmt(r["latency_ms_ort"], ".1f"), fmt(r["fps_ort_2threads"], ".1f"),
-             fmt(r["psnr"], ".2f")] for name, r in (("teacher (ResNet-9)", t), ("student", s))]
-    md = [f"# Compression of {args.preset} on CPU ({args.data})", "",
-          f"{payload['environment']['device_name']}, torch {torch.__version__}, batch 1, interleaved medians of "
-          f"{args.repeats}; machine check (10 GEMMs of 1024², lower = quieter): {gemm_before:.0f} ms before, "
-          f"{gemm_after:.0f} ms after.", "",
-          md_table(headers, rows), "",
-          f"MACs ratio **{payload['mac_ratio']:.1f}x**, params ratio {payload['param_ratio']:.1f}x, eager latency ratio "
-          f"(2 threads) **{payload['latency_ratio_eager']:.1f}x**, ONNX Runtime latency ratio "
-          f"{payload['latency_ratio_ort']:.1f}x.", "",
-          f"torch.compile (inductor, compiled per thread count): {s['compile_status']}.", "",
-          f"Student widths {payload['student_channels']} (teacher {payload['teacher_channels']}).", "",
-          f"Training budget (CPU): teacher {args.teacher_steps} steps, condense {args.condense_steps}, distill "
-          f"{args.distill_steps}, batch 1. PSNR of models this short-trained says nothing about the method's quality; "
-          f"FID was not computed (too few validation images and Inception passes for this budget)."]
-    j, m = write_results(args.name, "cpu", payload, "\n".join(md))
+    jpath = RESULTS / f"{args.name}-cpu.json"
+    payload: dict[str, Any] = json.loads(jpath.read_text()) if jpath.is_file() and set(args.parts) != {
+        "speed", "quality"} else {}
+    payload.update(benchmark=args.name, environment=environment(torch.device("cpu")), cpu_count=os.cpu_count())
+    common = dict(ratio=args.ratio, min_channels=args.min_channels, sparsity=args.sparsity, batch=1, repeats=args.repeats,
+                  distill_gan_weight=args.distill_gan_weight, distill_feature_weight=args.distill_feature_weight)
+    if "speed" in args.parts:
+        gemm_before = machine_check(torch.device("cpu"))
+        doc, teacher_run = run_part(args.preset, args.data, work / "speed",
+                                    (args.teacher_steps, args.condense_steps, args.distill_steps), args.ratio, "psnr",
+                                    args, say)
+        gemm_after = machine_check(torch.device("cpu"))
+        teacher, student = leangen.load(teacher_run), leangen.load(work / "speed" / "compress" / "student")
+        t, s = row(doc["teacher"], teacher, "psnr"), row(doc["student"], student, "psnr")
+        payload.update(
+            preset=args.preset, data=args.data, teacher=t, student=s, mac_ratio=t["gmacs"] / s["gmacs"],
+            param_ratio=t["params"] / s["params"], latency_ratio_eager=t["latency_ms_eager"] / s["latency_ms_eager"],
+            latency_ratio_ort=t["latency_ms_ort"] / s["latency_ms_ort"],
+            latency_ratio_compile=(t["latency_ms_compile"] / s["latency_ms_compile"]
+                                   if t["latency_ms_compile"] and s["latency_ms_compile"] else None),
+            student_channels=doc["steps"]["prune"]["channels_after"],
+            teacher_channels=doc["steps"]["prune"]["channels_before"],
+            training=dict(common, teacher_steps=args.teacher_steps, condense_steps=args.condense_steps,
+                          distill_steps=args.distill_steps),
+            gemm_ms_before=gemm_before, gemm_ms_after=gemm_after, speed_wall_s=time.time() - t0)
+    if "quality" in args.parts:
+        t1 = time.time()
+        doc, teacher_run = run_part(args.quality_preset, args.quality_data, work / "quality", tuple(args.quality_steps),
+                                    args.ratio, args.quality_metric, args, say)
+        metric = args.quality_metric
+        steps = doc["steps"]
+        payload["quality"] = dict(
+            preset=args.quality_preset, data=args.quality_data, metric=f"{metric} on the validation split",
+            teacher={k: doc["teacher"][k] for k in ("params", "gmacs")} | {"fid": doc["teacher"]["value"]},
+            after_condense=steps["condense"]["value"], after_prune=steps["prune"]["value"],
+            student={k: doc["student"][k] for k in ("params", "gmacs")} | {"fid": doc["student"]["value"]},
+            fid_ratio=doc["student"]["value"] / doc["teacher"]["value"],
+            mac_ratio=doc["teacher"]["gmacs"] / doc["student"]["gmacs"],
+            student_channels=steps["prune"]["channels_after"],
+            training=dict(common, teacher_steps=args.quality_steps[0], condense_steps=args.quality_steps[1],
+                          distill_steps=args.quality_steps[2]),
+            wall_s=time.time() - t1)
+    if "teacher" in payload:  # the 256² rows carry the FID of the same pipeline at the quality resolution
+        q = payload.get("quality") or {}
+        payload["teacher"]["fid"] = payload["student"]["fid"] = None
+        payload["fid_note"] = (f"fid: see quality (the same pipeline on {q.get('preset')} at {q.get('data')}); the "
+                               f"256² models are trained for tens of steps only" if q else "fid: not measured")
+    j, m = write_results(args.name, "cpu", payload, render(payload))
     say(f"wrote {j} and {m}")
+
+
+def render(payload: dict[str, Any]) -> str:
+    md = [f"# Compression benchmark on CPU ({payload['environment']['device_name']}, torch {torch.__version__})", ""]
+    if "teacher" in payload:
+        t, s = payload["teacher"], payload["student"]
+        headers = ["model", "params (M)", "GMACs exec.", "GMACs out-res", "eager 1t (ms)", "eager 2t (ms)",
+                   "compile 1t (ms)", "compile 2t (ms)", "ORT 1t (ms)", "ORT 2t (ms)", "FPS ORT 2t"]
+        rows = [[name, fmt(r["params"] / 1e6, ".3f"), fmt(r["gmacs"], ".2f"), fmt(r["gmacs_out_res"], ".2f"),
+                 fmt(r["latency_ms_eager_1thread"], ".1f"), fmt(r["latency_ms_eager"], ".1f"),
+                 fmt(r.get("latency_ms_compile_1thread"), ".1f") or "n/a", fmt(r.get("latency_ms_compile"), ".1f") or "n/a",
+                 fmt(r["latency_ms_ort_1thread"], ".1f"), fmt(r["latency_ms_ort"], ".1f"),
+                 fmt(r["fps_ort_2threads"], ".1f")] for name, r in (("teacher (ResNet-9)", t), ("student", s))]
+        tr = payload["training"]
+        md += [f"## Speed: {payload['preset']} ({payload['data']})", "",
+               f"Batch 1, interleaved medians of {tr.get('repeats', 5)}; machine check (10 GEMMs of 1024², lower = "
+               f"quieter): {payload['gemm_ms_before']:.0f} ms before, {payload['gemm_ms_after']:.0f} ms after.", "",
+               md_table(headers, rows), "",
+               f"MACs ratio **{payload['mac_ratio']:.1f}x**, params ratio {payload['param_ratio']:.1f}x, eager latency "
+               f"ratio (2 threads) **{payload['latency_ratio_eager']:.1f}x**, ONNX Runtime latency ratio "
+               f"{payload['latency_ratio_ort']:.1f}x, torch.compile: {s.get('compile_status', 'not measured')}.", "",
+               f"Student widths {payload['student_channels']} (teacher {payload['teacher_channels']}). Training: "
+               f"teacher {tr['teacher_steps']} steps, condense {tr['condense_steps']}, distill {tr['distill_steps']} "
+               f"(sizes and latencies depend on the widths only).", ""]
+    q = payload.get("quality")
+    if q:
+        tr = q["training"]
+        md += [f"## Quality: {q['preset']} on {q['data']} ({q['metric']})", "",
+               md_table(["model", "params (M)", "GMACs", "FID"],
+                        [["teacher", fmt(q["teacher"]["params"] / 1e6, ".3f"), fmt(q["teacher"]["gmacs"], ".3f"),
+                          fmt(q["teacher"]["fid"], ".2f")],
+                         ["after condense", "", "", fmt(q["after_condense"], ".2f")],
+                         ["after prune (before distill)", "", "", fmt(q["after_prune"], ".2f")],
+                         ["student", fmt(q["student"]["params"] / 1e6, ".3f"), fmt(q["student"]["gmacs"], ".3f"),
+                          fmt(q["student"]["fid"], ".2f")]]), "",
+               f"Student FID / teacher FID = **{q['fid_ratio']:.3f}**, MACs ratio {q['mac_ratio']:.1f}x. Training: "
+               f"teacher {tr['teacher_steps']} steps, condense {tr['condense_steps']}, distill {tr['distill_steps']}, "
+               f"batch 1; distillation L1 + features (weight {tr['distill_feature_weight']}) + adversarial (weight "
+               f"{tr['distill_gan_weight']}). Wall time {q['wall_s'] / 60:.1f} min."]
+    return "\n".join(md)
 
 
 if __name__ == "__main__":

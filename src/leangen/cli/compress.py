@@ -12,7 +12,7 @@ def _hparams(values: tuple[str, ...]) -> dict[str, object]:
 
 @click.command(name="compress", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--network", required=True, metavar="RUN_DIR",
-              help="Trained teacher run (e.g. of resnet-tiny32 or unet-tiny32).")
+              help="Trained teacher run (e.g. of resnet-tiny32, unet-tiny32 or asapnet-tiny32).")
 @click.option("--data", required=True, help="Paired dataset, e.g. openmoji-seg-32-n64.")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Where every step writes; rerun "
               "the same command to resume.")
@@ -44,10 +44,10 @@ def command(network: str, data: str, outdir: str, preset: str | None, condense_s
             sparsity_ramp: int, threshold: float, macs_budget: float | None, min_channels: int, distill_steps: int,
             batch: int | None, metric: str, threads: str, repeats: int, use_compile: bool, onnx: bool,
             condense_hparam: tuple[str, ...], distill_hparam: tuple[str, ...], device: str) -> None:
-    """Compress a trained translator (ResNet or U-Net generator): (1) condense: train with a group-lasso penalty on
-    the per-channel norm scales, (2) prune the zeroed (or least important) channels structurally, (3) distill the
-    pruned student from the condensed teacher, (4) measure params, GMACs, latency (eager PyTorch, torch.compile,
-    ONNX Runtime) and the metric of teacher and student. Every step writes OUTDIR/<step>/report.json; the final
+    """Compress a trained translator (ResNet, U-Net or ASAP-Net generator): (1) condense: train with a group-lasso
+    penalty on the per-channel norm scales, (2) prune the zeroed (or least important) channels structurally, (3)
+    distill the pruned student from the condensed teacher, (4) measure params, GMACs, latency (eager PyTorch,
+    torch.compile, ONNX Runtime) and the metric of teacher and student. Every step writes OUTDIR/<step>/report.json; the final
     table is OUTDIR/report.md and the compressed model OUTDIR/student (load it with leangen.load).
 
     \b

@@ -30,7 +30,7 @@ STEPS = ("condense", "prune", "distill", "deploy")
 class CompressOptions:
     """What ``leangen compress`` accepts (see ``leangen compress --help``)."""
 
-    teacher: str                           # trained run directory (or snapshot) of a prunable translator
+    teacher: str                           # trained run (or snapshot) of a prunable translator (leangen.ops.prunable)
     data: str                              # paired dataset, e.g. openmoji-seg-32-n64
     outdir: str
     preset: str | None = None              # the teacher's preset; default: read from its run
@@ -112,6 +112,7 @@ def run_pipeline(opts: CompressOptions, log: Callable[[str], None] = print) -> d
     from leangen.compress.condense import channel_scores, histogram
     from leangen.compress.deploy import measure_latency, size_report
     from leangen.compress.prune import prune
+    from leangen.ops.prunable import with_affine_norms
 
     out = Path(opts.outdir)
     base = _teacher_preset(opts)
@@ -124,7 +125,8 @@ def run_pipeline(opts: CompressOptions, log: Callable[[str], None] = print) -> d
         run = _train(out / "condense", f"{base}-condense", opts, opts.condense_steps,
                      {"init": str(Path(opts.teacher).resolve()), "sparsity": opts.sparsity,
                       "sparsity_ramp": opts.sparsity_ramp, **opts.hparams.get("condense", {})},
-                     {"G": {**teacher.config, "norm_affine": True}, **d_over})  # type: ignore[attr-defined]
+                     {"G": with_affine_norms(teacher.model_type, teacher.config),  # type: ignore[attr-defined]
+                      **d_over})
         condensed = leangen.load(run)
         condensed.save_pretrained(out / "condense" / "model")
         scores = channel_scores(condensed)

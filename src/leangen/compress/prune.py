@@ -40,15 +40,18 @@ def _config(model: nn.Module, kept: list[torch.Tensor]) -> dict[str, Any]:
 
 
 def executed_macs(model_type: str, config: dict[str, Any]) -> int:
-    """Executed MACs per image of ``model_type(**config)``, counted on the ``meta`` device (no weights built)."""
+    """Executed MACs per image of ``model_type(**config)`` on its own ``example_inputs(1)`` (the protocol of
+    ``leangen.profile``: the model's size, aspect ratio and input channels included), counted on the ``meta``
+    device (no weights built)."""
     from leangen.models.base import MODEL_TYPES
     from leangen.profile import count_macs
+    from leangen.profile.inputs import example_inputs
 
     with torch.device("meta"):
         model = MODEL_TYPES[model_type](**config)
-    r = int(config["resolution"])
-    in_ch = config.get("in_channels") or config["num_classes"]
-    return count_macs(model, (torch.zeros(1, in_ch, r, r, device="meta"),))  # a float input: already one-hot
+    # Built outside the meta context (seeded CPU draws, a label map is small), then moved: only shapes matter.
+    args, kwargs = example_inputs(model, 1, device="meta")
+    return count_macs(model, args, kwargs)
 
 
 def _kept_index(size: int, segments: list[tuple[int, int, torch.Tensor]]) -> torch.Tensor:

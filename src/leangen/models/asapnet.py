@@ -4,9 +4,10 @@ A label map ``[B, H, W]`` becomes an image in two streams:
 
 - Low resolution: one-hot labels (plus, optionally, the instance-boundary map) are reduced by a fixed tent filter
   (factor ``S1``), then by ``log2(S2)`` learned stride-2 convs (64 wide, the last widening to ``lr_max_width``),
-  go through ``lr_depth`` plain conv blocks (no skip connections) and a 1x1 head. The head predicts, for every cell
-  of the ``H/S x W/S`` grid (``S = S1 * S2``; 16 rows at the training size), the weights and biases of a per-pixel
-  MLP of ``hr_depth`` layers, ``hr_width`` wide.
+  go through ``lr_depth`` plain conv blocks (no skip connections) and a 1x1 head; every low-res conv is followed by
+  an affine InstanceNorm and a ReLU. The head predicts, for every cell of the ``H/S x W/S`` grid (``S = S1 * S2``;
+  16 rows at the training size), the weights and biases of a per-pixel MLP of ``hr_depth`` layers, ``hr_width``
+  wide.
 - Full resolution: every ``S x S`` tile runs its cell's MLP on its pixels' one-hot labels + the periodic positional
   encoding (``4 log2 S`` channels). Hidden layers LeakyReLU(0.01), output tanh.
 
@@ -19,6 +20,11 @@ one-hot labels plus the instance-edge channel (when ``instance_edge``); the per-
 its last channel when ``lr_instance`` (default: ``lr_instance = instance_edge``, i.e. edges feed the low-res stream
 only). ``lr_instance=False`` with edges gives the edges to both streams; ``lr_instance=True`` without edges reproduces
 the official code's dropping of the last label channel from the MLP input (``leangen convert`` needs both cases).
+
+Pruning (``leangen.compress``): the widths of the low-res convs are a constructor argument (``channels``), so a
+pruned ASAP-Net is an ordinary, loadable model. Each width is scored by its conv's affine InstanceNorm (γ, β; always
+affine, so there is no ``norm_affine`` switch). The per-pixel MLP's widths are not pruned: its weights are outputs of
+the head, not parameters, and its layout is part of what the head predicts.
 """
 from __future__ import annotations
 
@@ -32,6 +38,7 @@ from leangen.models.base import Translator, register_model
 from leangen.ops.labels import conv_norm, label_input
 from leangen.ops.pixelwise import (is_power_of_two, mlp_param_count, periodic_encoding, periodic_encoding_channels,
                                    tent_downsample, tiled_mlp)
+from leangen.ops.prunable import ChannelGroup
 
 REFERENCE = "tamarott/ASAPNet (f27f202) models/networks/generator.py, measured in reference notes §2.3"
 
@@ -44,14 +51,17 @@ class ASAPNet(Translator):
     ``resolution // 16``) is the tile size and ``learned_ds`` (S2) its learned part. Inputs of any size that is a
     multiple of S work. ``reflection_pad`` / ``replicate_pad``: the low-res convs pad by reflection / replication
     instead of zeros. ``lr_instance`` (default ``instance_edge``): the MLP input drops the last conditioning channel
-    (see the module docstring).
+    (see the module docstring). ``channels``: the output widths of the low-res convs in execution order, ``[stem,
+    down_1 .. down_n, block_1 .. block_lr_depth]`` (``n = log2(learned_ds)``); default ``lr_width`` for the stem and
+    every downsampling conv but the last, ``lr_max_width`` from there on. When given it replaces ``lr_width`` and
+    ``lr_max_width`` (a pruned model keeps them in its config, unused).
     """
 
     def __init__(self, num_classes: int = 13, resolution: int = 512, aspect: int = 1, downsampling: int | None = None,
                  learned_ds: int = 16, lr_width: int = 64, lr_max_width: int = 1024, lr_depth: int = 7,
                  hr_width: int = 64, hr_depth: int = 5, instance_edge: bool = False,
                  reflection_pad: bool = False, init_gain: float = 0.02, lr_instance: bool | None = None,
-                 replicate_pad: bool = False) -> None:
+                 replicate_pad: bool = False, channels: list[int] | None = None) -> None:
         super().__init__()
         tile = downsampling or resolution // 16
         if not is_power_of_two(tile) or not is_power_of_two(learned_ds) or tile % learned_ds:
@@ -73,16 +83,20 @@ class ASAPNet(Translator):
             raise ValueError("lr_instance without an instance edge needs at least 2 label classes")
         self.hr_channels = [self.hr_inputs + periodic_encoding_channels(tile)] + [hr_width] * (hr_depth - 1) + [3]
         pad = "reflect" if reflection_pad else "replicate" if replicate_pad else "zeros"
-        layers: list[nn.Module] = [conv_norm(lr_in, lr_width, 3, norm="instance_affine", padding_mode=pad), nn.ReLU()]
         n_down = int(math.log2(learned_ds))
-        for i in range(n_down):
-            cout = lr_max_width if i == n_down - 1 else lr_width
-            layers += [conv_norm(lr_width, cout, 3, 2, norm="instance_affine", padding_mode=pad), nn.ReLU()]
-        width = lr_max_width if n_down else lr_width
-        for _ in range(lr_depth):  # plain blocks: ASAP-Net's low-res blocks have no skip connection
-            layers += [conv_norm(width, width, 3, norm="instance_affine", padding_mode=pad), nn.ReLU()]
+        c = list(channels) if channels is not None else default_lr_widths(lr_width, lr_max_width, n_down, lr_depth)
+        if len(c) != 1 + n_down + lr_depth or min(c) < 1:
+            raise ValueError(f"channels needs {1 + n_down + lr_depth} positive widths (stem, {n_down} downsampling "
+                             f"convs, {lr_depth} blocks), got {c}")
+        self.widths = c
+        # lr_stream.{2i}: conv i (+ its affine norm), lr_stream.{2i + 1}: its ReLU; the stem and the blocks keep the
+        # size, the n_down convs after the stem halve it. Plain blocks: ASAP-Net's low-res blocks have no skip.
+        layers: list[nn.Module] = []
+        for i, (cin, cout) in enumerate(zip([lr_in] + c[:-1], c)):
+            stride = 2 if 1 <= i <= n_down else 1
+            layers += [conv_norm(cin, cout, 3, stride, norm="instance_affine", padding_mode=pad), nn.ReLU()]
         self.lr_stream = nn.Sequential(*layers)
-        self.head = nn.Conv2d(width, mlp_param_count(self.hr_channels), 1)
+        self.head = nn.Conv2d(c[-1], mlp_param_count(self.hr_channels), 1)
         for m in self.modules():  # the official init: xavier normal, gain 0.02
             if isinstance(m, nn.Conv2d):
                 nn.init.xavier_normal_(m.weight, gain=init_gain)
@@ -113,6 +127,29 @@ class ASAPNet(Translator):
         """Seeded random label maps ``[batch, H, W]`` at the model's own size (for ``leangen.profile``)."""
         return (random_labels(batch, self.img_height, self.img_width, self.num_classes),)
 
+    def channel_groups(self) -> list[ChannelGroup]:
+        """One group per low-res conv (see ``leangen.ops.prunable``): its output channels, scored by its affine
+        InstanceNorm, size the conv's weight (dim 0, no bias: the norm follows), the norm's γ and β, and the input
+        channels of the next conv, or of the 1x1 head for the last one.
+
+        A channel with γ = β = 0 is zero after its norm and after ReLU; zero, reflection and replication padding of
+        a zero map are zero, so the reading conv gets nothing from it and removing it is exact.
+        """
+        groups = []
+        for i in range(len(self.widths)):
+            conv, norm = f"lr_stream.{2 * i}.0", f"lr_stream.{2 * i}.1"
+            reader = f"lr_stream.{2 * i + 2}.0.weight" if i + 1 < len(self.widths) else "head.weight"
+            groups.append(ChannelGroup(index=i, norms=[norm], slices=[(f"{conv}.weight", 0), (f"{norm}.weight", 0),
+                                                                       (f"{norm}.bias", 0), (reader, 1)]))
+        return groups
+
+
+def default_lr_widths(lr_width: int, lr_max_width: int, n_down: int, lr_depth: int) -> list[int]:
+    """The official low-res widths: ``lr_width`` for the stem and the downsampling convs, the last of which widens
+    to ``lr_max_width``, the width of every block (``lr_width`` throughout when ``n_down == 0``)."""
+    widest = lr_max_width if n_down else lr_width
+    return [lr_width] * n_down + [widest] * (1 + lr_depth)
+
 
 def random_labels(batch: int, height: int, width: int, num_classes: int, seed: int = 0) -> torch.Tensor:
     """Seeded int64 ``[batch, height, width]`` label ids, drawn on the CPU."""
@@ -132,7 +169,8 @@ def _register_presets() -> None:
         tiny=dict(downsampling=8, learned_ds=4, lr_width=16, lr_max_width=64, lr_depth=2, hr_width=16, init_gain=1.0),
         describe="ASAP-Net (official configuration, tile S = height/16)",
         paper={n: {"params": p, "params_m": p / 1e6, "gmacs": g, "cpu_latency_s_official": t, "source": REFERENCE}
-               for n, (p, g, t) in paper.items()})
+               for n, (p, g, t) in paper.items()},
+        prunable=True)  # channels / channel_groups: leangen compress works on every ASAP-Net preset
 
 
 _register_presets()

@@ -22,25 +22,34 @@ TINY_D: dict[str, Any] = dict(width=16, layers=3, num_d=2)
 
 
 def register_family(family: str, model_type: str, config: Callable[[int, int, int, bool], dict[str, Any]],
-                    tiny: dict[str, Any], describe: str, paper: dict[str, dict[str, Any]] | None = None) -> None:
+                    tiny: dict[str, Any], describe: str, paper: dict[str, dict[str, Any]] | None = None,
+                    prunable: bool = False) -> None:
     """Register ``<family>-<setting>`` for every paper setting and ``<family>-tiny32`` (openmoji-seg classes).
 
     ``config(num_classes, height, aspect, instance_edge)`` gives the generator's constructor arguments; ``tiny`` the
-    tiny preset's; ``paper`` optional reference figures per preset name.
+    tiny preset's; ``paper`` optional reference figures per preset name. ``prunable`` (a generator implementing
+    ``leangen.ops.prunable``): each preset also gets its ``-condense`` and ``-distill`` stages for ``leangen
+    compress``.
     """
     from leangen.data.paired import OPENMOJI_SEG_CLASSES
+    from leangen.ops.prunable import register_compression_presets
     from leangen.registry import Preset, register_preset
+
+    def register(preset: Preset) -> None:
+        register_preset(preset)
+        if prunable:
+            register_compression_presets(preset)
 
     for setting, (k, h, aspect, edge) in SETTINGS.items():
         name = f"{family}-{setting}"
-        register_preset(Preset(
+        register(Preset(
             name=name, family=family, task="paired", resolution=h, objective="paired_gan",
             components={"G": (model_type, config(k, h, aspect, edge)),
                         "D": ("multiscale-discriminator", dict(num_classes=k, instance_edge=edge))},
             training=dict(PAPER_TRAINING), paper=dict((paper or {}).get(name, {})),
             description=f"{describe} {h}x{h * aspect}, {k} labels{' + instance edges' if edge else ''}"))
     k = len(OPENMOJI_SEG_CLASSES)
-    register_preset(Preset(
+    register(Preset(
         name=f"{family}-tiny32", family=family, task="paired", resolution=32, objective="paired_gan",
         components={"G": (model_type, dict(num_classes=k, resolution=32, **tiny)),
                     "D": ("multiscale-discriminator", dict(num_classes=k, **TINY_D))},

@@ -1,9 +1,10 @@
 """The distillation objective: a student learns to reproduce a frozen teacher on the same inputs.
 
 Inputs are what the teacher takes: latents ``z`` for generators (both run with their constant noise), the batch's
-label maps for translators. Loss: ``output_weight * L1(student, teacher)``, plus an optional adversarial term
-against a discriminator ``D`` on the data (non-saturating for generators, hinge for translators) when
-``gan_weight > 0`` and the preset has a ``D``.
+label maps for translators (and its instance maps, for models with an instance-edge input, as ``paired_gan`` does).
+Loss: ``output_weight * L1(student, teacher)``, plus an optional non-saturating adversarial term against a
+discriminator ``D`` on the data when ``gan_weight > 0`` and the preset has a ``D`` (a multi-scale ``D``: the mean
+over its scales), plus ``feature_weight`` times the MSE between the student's and the teacher's kept channels.
 
 The teacher is named by the ``teacher`` hyper-parameter (a run directory, snapshot or saved model; preset
 ``training`` or ``--hparam teacher=PATH``). It is loaded with ``leangen.load``, frozen, and never written into
@@ -20,6 +21,7 @@ from torch import nn
 
 from leangen.train.losses import d_loss, g_loss
 from leangen.train.objective import Objective, build_component
+from leangen.train.paired import _instance_kwargs, _over_scales
 
 if TYPE_CHECKING:
     from leangen.data.batch import Batch
@@ -94,26 +96,27 @@ class DistillObjective(Objective):
     def metric_kwargs(self) -> dict[str, Any]:
         return {"teacher": self.teacher}
 
-    def _run(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    def _run(self, model: nn.Module, inputs: torch.Tensor, instances: torch.Tensor | None = None) -> torch.Tensor:
         if getattr(model, "kind", None) == "generator":
             return model(inputs, noise_mode="const")
-        return model(inputs)
+        return model(inputs, **_instance_kwargs(model, instances))
 
     def train_step(self, batch: "Batch", step: int) -> dict[str, torch.Tensor]:
         rt, n = self.rt, len(batch)
+        instances = None
         if self.G.kind == "generator":  # type: ignore[attr-defined]
             inputs = torch.randn(n, self.G.z_dim, device=rt.device)  # type: ignore[attr-defined]
         else:
             if batch.condition is None:
                 raise ValueError("distilling a translator needs paired data (label maps)")
-            inputs = batch.condition
+            inputs, instances = batch.condition, batch.instances
         with torch.no_grad(), rt.autocast():
-            target = self._run(self.teacher, inputs).float()
+            target = self._run(self.teacher, inputs, instances).float()
         stats: dict[str, torch.Tensor] = {}
         if self.D is not None:
             self.D.requires_grad_(False)
         with rt.autocast():
-            out = self._run(self.G, inputs).float()
+            out = self._run(self.G, inputs, instances).float()
             l1 = (out - target).abs().mean()
             loss = self.output_weight * l1
             if self.feature_weight > 0:
@@ -121,7 +124,7 @@ class DistillObjective(Objective):
                 loss = loss + self.feature_weight * feat
                 stats["feature_mse"] = feat.detach()
             if self.D is not None:
-                loss_adv = g_loss("nonsat", self._d(out, batch).float())
+                loss_adv = _over_scales(lambda lf: g_loss("nonsat", lf.float()), self._d(out, batch))
                 loss = loss + self.gan_weight * loss_adv
                 stats["loss_G_adv"] = loss_adv.detach()
         self.optimizer_step(self.opt_G, self.G, loss)
@@ -129,22 +132,26 @@ class DistillObjective(Objective):
         if self.D is not None:
             self.D.requires_grad_(True)
             with rt.autocast():
-                loss_D = d_loss("nonsat", self._d(batch.image_float, batch).float(), self._d(out.detach(), batch).float())
+                loss_D = _over_scales(lambda lr, lf: d_loss("nonsat", lr.float(), lf.float()),
+                                      self._d(batch.image_float, batch), self._d(out.detach(), batch))
             self.optimizer_step(self.opt_D, self.D, loss_D)
             stats["loss_D"] = loss_D.detach()
         return stats
 
-    def _d(self, images: torch.Tensor, batch: "Batch") -> torch.Tensor:
+    def _d(self, images: torch.Tensor, batch: "Batch") -> Any:
+        """D's logits ``[B, 1, h, w]``, or a list of them per scale for a multi-scale D."""
         assert self.D is not None
         if batch.condition is not None and self.G.kind == "translator":  # type: ignore[attr-defined]
-            return self.D(batch.condition, images)[0]
+            return self.D(batch.condition, images, **_instance_kwargs(self.D, batch.instances))[0]
         return self.D(images)
 
     @torch.no_grad()
     def preview(self, inputs: Mapping[str, Any]) -> torch.Tensor:
         if "seeds" in inputs:
             return self.G_ema.generate(list(inputs["seeds"]), noise_mode="const", output_type="pt")  # type: ignore[operator]
-        return self.G_ema.translate(inputs["batch"].condition, output_type="pt")  # type: ignore[operator]
+        batch = inputs["batch"]
+        return self.G_ema.translate(batch.condition, output_type="pt",  # type: ignore[operator]
+                                    **_instance_kwargs(self.G_ema, batch.instances))
 
 
 def _init_student(G: nn.Module, init: nn.Module, source: str) -> None:
