@@ -3,22 +3,16 @@ functional forward of the official inference path, the CLI verb and ``leangen.lo
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from click.testing import CliRunner
 
 import leangen
 from leangen.cli.main import cli
 from leangen.convert import ConversionError, convert_checkpoint, convert_to_directory, detect_format
 
-
-def _kernel() -> torch.Tensor:
-    k = torch.tensor([1.0, 3.0, 3.0, 1.0])
-    k = torch.outer(k, k)
-    return k / k.sum() * 4
+import rosinality_reference as rosi  # tests/: the official blocks, written independently
 
 
 def official_stylegan2_state(resolution: int = 16, style_dim: int = 32, n_mlp: int = 2, seed: int = 0,
@@ -44,7 +38,7 @@ def official_stylegan2_state(resolution: int = 16, style_dim: int = 32, n_mlp: i
     def styled(p: str, cin: int, cout: int, up: bool) -> None:
         modconv(f"{p}.conv", cin, cout, 3)
         if up:
-            s[f"{p}.conv.blur.kernel"] = _kernel()
+            s[f"{p}.conv.blur.kernel"] = rosi.blur_kernel()
         s[f"{p}.noise.weight"] = r(1, scale=0.3)
         s[f"{p}.activate.bias"] = r(cout, scale=0.1)
 
@@ -52,7 +46,7 @@ def official_stylegan2_state(resolution: int = 16, style_dim: int = 32, n_mlp: i
         modconv(f"{p}.conv", cin, 3, 1)
         s[f"{p}.bias"] = r(1, 3, 1, 1, scale=0.1)
         if up:
-            s[f"{p}.upsample.kernel"] = _kernel()
+            s[f"{p}.upsample.kernel"] = rosi.blur_kernel()
 
     styled("conv1", ch[4], ch[4], False)
     to_rgb("to_rgb1", ch[4], False)
@@ -73,65 +67,17 @@ def official_stylegan2_state(resolution: int = 16, style_dim: int = 32, n_mlp: i
 # ---------------------------------------------------------------------------------------------------------------------
 # An independent functional forward of the official inference path (rosinality semantics, randomize_noise=False)
 
-def _upfirdn(x: torch.Tensor, kernel: torch.Tensor, up: int, pad: tuple[int, int]) -> torch.Tensor:
-    b, c, h, w = x.shape
-    if up > 1:  # zero insertion
-        z = x.new_zeros(b, c, h * up, w * up)
-        z[:, :, ::up, ::up] = x
-        x = z
-    x = F.pad(x, [pad[0], pad[1], pad[0], pad[1]])
-    k = torch.flip(kernel, [0, 1])[None, None].repeat(c, 1, 1, 1)
-    return F.conv2d(x, k, groups=c)
-
-
-def _modconv(s: dict, p: str, x: torch.Tensor, w: torch.Tensor, demod: bool = True, up: bool = False) -> torch.Tensor:
-    wt = s[f"{p}.weight"]
-    _, cout, cin, k, _ = wt.shape
-    style = F.linear(w, s[f"{p}.modulation.weight"] / math.sqrt(w.shape[1]), s[f"{p}.modulation.bias"])
-    weight = wt / math.sqrt(cin * k * k) * style[:, None, :, None, None]
-    if demod:
-        weight = weight * torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + 1e-8)[:, :, None, None, None]
-    b = x.shape[0]
-    xs = x.reshape(1, b * cin, *x.shape[2:])
-    if up:
-        wtr = weight.transpose(1, 2).reshape(b * cin, cout, k, k)
-        out = F.conv_transpose2d(xs, wtr, stride=2, groups=b)
-        out = out.reshape(b, cout, *out.shape[2:])
-        return _upfirdn(out, s[f"{p}.blur.kernel"], 1, (1, 1))
-    out = F.conv2d(xs, weight.reshape(b * cout, cin, k, k), padding=k // 2, groups=b)
-    return out.reshape(b, cout, *out.shape[2:])
-
-
-def _styled(s: dict, p: str, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor, up: bool = False) -> torch.Tensor:
-    out = _modconv(s, f"{p}.conv", x, w, up=up) + s[f"{p}.noise.weight"] * noise
-    return F.leaky_relu(out + s[f"{p}.activate.bias"].view(1, -1, 1, 1), 0.2) * math.sqrt(2)
-
-
-def _to_rgb(s: dict, p: str, x: torch.Tensor, w: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
-    out = _modconv(s, f"{p}.conv", x, w, demod=False) + s[f"{p}.bias"]
-    if skip is not None:
-        out = out + _upfirdn(skip, s[f"{p}.upsample.kernel"], 2, (2, 1))
-    return out
-
-
 def official_stylegan2_forward(s: dict, z: torch.Tensor, lr_mul: float = 0.01) -> torch.Tensor:
-    x = z * torch.rsqrt(z.pow(2).mean(1, keepdim=True) + 1e-8)
-    i = 1
-    while f"style.{i}.weight" in s:
-        wt = s[f"style.{i}.weight"]
-        x = F.leaky_relu(F.linear(x, wt * lr_mul / math.sqrt(wt.shape[1])) + s[f"style.{i}.bias"] * lr_mul, 0.2)
-        x = x * math.sqrt(2)
-        i += 1
-    w = x
+    w = rosi.mapping(s, z, lr_mul)
     noise = [s[f"noises.noise_{k}"] for k in range(len([k for k in s if k.startswith("noises.")]))]
     out = s["input.input"].repeat(z.shape[0], 1, 1, 1)
-    out = _styled(s, "conv1", out, w, noise[0])
-    skip = _to_rgb(s, "to_rgb1", out, w, None)
+    out = rosi.styled(s, "conv1", out, w, noise[0])
+    skip = rosi.to_rgb(s, "to_rgb1", out, w, None)
     j = 0
     while f"to_rgbs.{j}.bias" in s:
-        out = _styled(s, f"convs.{2 * j}", out, w, noise[2 * j + 1], up=True)
-        out = _styled(s, f"convs.{2 * j + 1}", out, w, noise[2 * j + 2])
-        skip = _to_rgb(s, f"to_rgbs.{j}", out, w, skip)
+        out = rosi.styled(s, f"convs.{2 * j}", out, w, noise[2 * j + 1], up=True)
+        out = rosi.styled(s, f"convs.{2 * j + 1}", out, w, noise[2 * j + 2])
+        skip = rosi.to_rgb(s, f"to_rgbs.{j}", out, w, skip)
         j += 1
     return skip
 

@@ -23,16 +23,12 @@ from leangen.models.base import PretrainedModel
 from leangen.models.cips import CIPSGenerator
 from leangen.ops.coords import coordinate_grid
 
+import rosinality_reference as rosi  # tests/: the official blocks, written independently
+
 
 def _official_channels(cm: int) -> dict[int, int]:
     return {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * cm, 128: 128 * cm, 256: 64 * cm, 512: 32 * cm,
             1024: 16 * cm}
-
-
-def _kernel() -> torch.Tensor:
-    k = torch.tensor([1.0, 3.0, 3.0, 1.0])
-    k = torch.outer(k, k)
-    return k / k.sum() * 4
 
 
 class _Builder:
@@ -65,7 +61,7 @@ class _Builder:
         self.modconv(f"{p}.conv", cin, 3, 1)
         self.s[f"{p}.bias"] = self.r(1, 3, 1, 1, scale=0.1)
         if up:
-            self.s[f"{p}.upsample.kernel"] = _kernel()
+            self.s[f"{p}.upsample.kernel"] = rosi.blur_kernel()
 
     def lff(self, p: str, c: int) -> None:
         self.s[f"{p}.ffm.conv.weight"] = self.r(c, 2, 1, 1, scale=1.5)
@@ -129,16 +125,6 @@ def official_cips_state(size: int = 16, hidden: int = 16, style_dim: int = 32, n
 # ---------------------------------------------------------------------------------------------------------------------
 # Independent functional forwards of the official eval-mode inference (noise left out)
 
-def _mapping(s: dict, z: torch.Tensor, lr_mul: float = 0.01) -> torch.Tensor:
-    x = z * torch.rsqrt(z.pow(2).mean(1, keepdim=True) + 1e-8)
-    i = 1
-    while f"style.{i}.weight" in s:
-        wt = s[f"style.{i}.weight"]
-        x = F.leaky_relu(F.linear(x, wt * lr_mul / math.sqrt(wt.shape[1])) + s[f"style.{i}.bias"] * lr_mul, 0.2)
-        x, i = x * math.sqrt(2), i + 1
-    return x
-
-
 def _coords(b: int, h: int, w: int) -> torch.Tensor:
     x = torch.linspace(-1, 1, w).view(1, 1, 1, w).expand(b, 1, h, w)
     y = torch.linspace(-1, 1, h).view(1, 1, h, 1).expand(b, 1, h, w)
@@ -153,39 +139,6 @@ def _conv_layer(s: dict, p: str, x: torch.Tensor) -> torch.Tensor:
     wt = s[f"{p}.0.weight"]
     out = F.conv2d(x, wt / math.sqrt(wt.shape[1] * wt.shape[2] * wt.shape[3]))
     return F.leaky_relu(out + s[f"{p}.1.bias"].view(1, -1, 1, 1), 0.2) * math.sqrt(2)
-
-
-def _modconv(s: dict, p: str, x: torch.Tensor, w: torch.Tensor, demod: bool = True) -> torch.Tensor:
-    wt = s[f"{p}.weight"]
-    _, cout, cin, k, _ = wt.shape
-    style = F.linear(w, s[f"{p}.modulation.weight"] / math.sqrt(w.shape[1]), s[f"{p}.modulation.bias"])
-    weight = wt / math.sqrt(cin * k * k) * style[:, None, :, None, None]
-    if demod:
-        weight = weight * torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + 1e-8)[:, :, None, None, None]
-    b = x.shape[0]
-    out = F.conv2d(x.reshape(1, b * cin, *x.shape[2:]), weight.reshape(b * cout, cin, k, k), padding=k // 2, groups=b)
-    return out.reshape(b, cout, *out.shape[2:])
-
-
-def _styled(s: dict, p: str, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    out = _modconv(s, f"{p}.conv", x, w)
-    return F.leaky_relu(out + s[f"{p}.activate.bias"].view(1, -1, 1, 1), 0.2) * math.sqrt(2)
-
-
-def _upsample(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """upfirdn2d(up=2, pad=(2, 1)) with the stored 4x4 kernel: zero insertion, pad, depthwise conv."""
-    b, c, h, w = x.shape
-    z = x.new_zeros(b, c, 2 * h, 2 * w)
-    z[:, :, ::2, ::2] = x
-    z = F.pad(z, [2, 1, 2, 1])
-    return F.conv2d(z, torch.flip(kernel, [0, 1])[None, None].repeat(c, 1, 1, 1), groups=c)
-
-
-def _to_rgb(s: dict, p: str, x: torch.Tensor, w: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
-    out = _modconv(s, f"{p}.conv", x, w, demod=False) + s[f"{p}.bias"]
-    if skip is not None:
-        out = out + (_upsample(skip, s[f"{p}.upsample.kernel"]) if f"{p}.upsample.kernel" in s else skip)
-    return out
 
 
 def _fold(x: torch.Tensor) -> torch.Tensor:  # B, C, H, W -> B, 4C, H/2, W/2, channel (ph * 2 + pw) * C + c
@@ -213,9 +166,9 @@ def official_pixelfolder_forward(s: dict, latent: torch.Tensor) -> torch.Tensor:
         out = x if i == 0 else _conv_layer(s, f"posfolders.{i}.conv_merge", torch.cat([x, out], 1))
         for fold in range(2):
             k = 4 * i + 2 * fold
-            out = _styled(s, f"convs.{k}", out, latent[:, k])
-            out = _styled(s, f"convs.{k + 1}", _unfold(out), latent[:, k + 1])
-            skip = _to_rgb(s, f"to_rgbs.{2 * i + fold}", out, latent[:, k + 2], skip)
+            out = rosi.styled(s, f"convs.{k}", out, latent[:, k])
+            out = rosi.styled(s, f"convs.{k + 1}", _unfold(out), latent[:, k + 1])
+            skip = rosi.to_rgb(s, f"to_rgbs.{2 * i + fold}", out, latent[:, k + 2], skip)
     return skip
 
 
@@ -226,12 +179,12 @@ def official_cips_forward(s: dict, w: torch.Tensor, coords: torch.Tensor) -> tor
     table = s["emb.input"].expand(b, -1, -1, -1)
     emb = F.grid_sample(table, coords.permute(0, 2, 3, 1), mode="bilinear", padding_mode="border",
                         align_corners=False)
-    x = _styled(s, "conv1", torch.cat([_lff(s, "lff", coords), emb], 1), w)
+    x = rosi.styled(s, "conv1", torch.cat([_lff(s, "lff", coords), emb], 1), w)
     rgb = 0
     i = 0
     while f"to_rgbs.{i}.bias" in s:
-        x = _styled(s, f"linears.{2 * i + 1}", _styled(s, f"linears.{2 * i}", x, w), w)
-        rgb = _to_rgb(s, f"to_rgbs.{i}", x, w, rgb)
+        x = rosi.styled(s, f"linears.{2 * i + 1}", rosi.styled(s, f"linears.{2 * i}", x, w), w)
+        rgb = rosi.to_rgb(s, f"to_rgbs.{i}", x, w, rgb)
         i += 1
     return rgb
 
@@ -292,7 +245,7 @@ def test_pixelfolder_two_stages_compute_the_official_function(tmp_path):
         ref = official_pixelfolder_forward(state, ws)
         ours = G.synthesis(ws, noise_mode="none")
         torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)
-        ref_z = official_pixelfolder_forward(state, _mapping(state, z)[:, None].expand(-1, G.num_ws, -1))
+        ref_z = official_pixelfolder_forward(state, rosi.mapping(state, z)[:, None].expand(-1, G.num_ws, -1))
         torch.testing.assert_close(G(z, noise_mode="none"), ref_z, rtol=1e-4, atol=1e-4)
 
 
@@ -364,7 +317,7 @@ def test_cips_computes_the_official_eval_function(cips16, tmp_path):
     _check_landed(G, state)
     assert any("align_corners=False" in c for c in G.conversion["changes"])
     z = torch.randn(2, 32, generator=torch.Generator().manual_seed(4))
-    w = _mapping(state, z)
+    w = rosi.mapping(state, z)
     with torch.no_grad():
         ref = official_cips_forward(state, w, _coords(1, 16, 16))
         torch.testing.assert_close(G(z, noise_mode="none"), ref, rtol=1e-4, atol=1e-4)
