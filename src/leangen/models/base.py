@@ -297,10 +297,12 @@ class Translator(PretrainedModel):
     img_resolution: int
     img_channels: int = 3
 
+    in_channels: int | None = None  # set by translators built for image input (CycleGAN / image-to-image)
+
     @property
     def input_kind(self) -> str:
-        """``"labels"`` (label maps, the default) or ``"image"`` (images in [-1, 1])."""
-        return "labels"
+        """``"image"`` (images in [-1, 1]) for a translator built with ``in_channels``, else ``"labels"``."""
+        return "image" if self.in_channels else "labels"
 
     def check_labels(self, labels: torch.Tensor) -> None:
         """``ValueError`` for a label map of the wrong shape or with ids outside ``0 .. num_classes - 1``."""
@@ -311,9 +313,12 @@ class Translator(PretrainedModel):
                              f"{int(labels.max())}")
 
     def example_inputs(self, batch: int) -> tuple[torch.Tensor]:
-        """Seeded random label maps ``[batch, R, R]``, for profiling."""
-        res = self.img_resolution
-        return (torch.randint(0, self.num_classes, (batch, res, res), generator=torch.Generator().manual_seed(0)),)
+        """Seeded random label maps ``[batch, R, R]`` (images ``[batch, in_channels, R, R]`` for image input), for
+        profiling."""
+        res, gen = self.img_resolution, torch.Generator().manual_seed(0)
+        if self.input_kind == "image":
+            return (torch.randn(batch, int(self.in_channels), res, res, generator=gen),)  # type: ignore[arg-type]
+        return (torch.randint(0, self.num_classes, (batch, res, res), generator=gen),)
 
     def check_images(self, images: torch.Tensor) -> torch.Tensor:
         """Images ``[B, C, H, W]`` (uint8 0..255 or float in [-1, 1]) as float in [-1, 1] for an image-input

@@ -75,11 +75,6 @@ class ResnetGenerator(Translator):
         self.up_norm = nn.ModuleList(nn.InstanceNorm2d(ups[i + 1], affine=norm_affine) for i in range(n_down))
         self.to_rgb = nn.Conv2d(ups[-1], 3, 7)
 
-    @property
-    def input_kind(self) -> str:
-        """``"image"`` when built with ``in_channels`` (CycleGAN / image-to-image), else ``"labels"``."""
-        return "image" if self.in_channels else "labels"
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Label map ``int [B, H, W]`` or image ``[B, in_channels, H, W]`` -> ``[B, 3, H, W]`` (tanh)."""
         x = one_hot_labels(x, self.num_classes) if x.dim() == 3 else x.float()
@@ -91,12 +86,6 @@ class ResnetGenerator(Translator):
         for conv, norm in zip(self.up, self.up_norm):
             x = F.relu(norm(conv(x)))
         return torch.tanh(self.to_rgb(F.pad(x, (3, 3, 3, 3), mode="reflect")))
-
-    def example_inputs(self, batch: int) -> tuple[torch.Tensor]:
-        if self.in_channels is None:
-            return super().example_inputs(batch)
-        res = self.img_resolution
-        return (torch.randn(batch, self.in_channels, res, res, generator=torch.Generator().manual_seed(0)),)
 
     def channel_groups(self) -> list[ChannelGroup]:
         """The prunable widths and every tensor dimension each one sizes (see ``leangen.ops.prunable``).

@@ -87,12 +87,6 @@ class UnetGenerator(Translator):
                 h = F.dropout(h, self.dropout, self.training)
         return torch.tanh(h)
 
-    def example_inputs(self, batch: int) -> tuple[torch.Tensor]:
-        if self.in_channels is None:
-            return super().example_inputs(batch)
-        res = self.img_resolution
-        return (torch.randn(batch, self.in_channels, res, res, generator=torch.Generator().manual_seed(0)),)
-
     def channel_groups(self) -> list[ChannelGroup]:
         """One group per entry of ``channels`` (see ``leangen.ops.prunable``): the producing conv and its norm, and
         the input channels of every layer that reads the width.
