@@ -64,7 +64,8 @@ def test_outputs_truncation_mixing_and_backends() -> None:
         assert imgs.shape == (3, 3, 32, 32) and imgs.isfinite().all()
         # psi = 0: every z gives the image of w_avg
         trunc = G(z, truncation_psi=0.0)
-        torch.testing.assert_close(trunc[0], trunc[1]) and torch.testing.assert_close(trunc[0], trunc[2])
+        torch.testing.assert_close(trunc[1], trunc[0])
+        torch.testing.assert_close(trunc[2], trunc[0])
         # every block reads its own w: changing only the last two ws changes the image, not the first ws
         ws = G.map(z)
         mixed = ws.clone()
