@@ -22,6 +22,9 @@ from safetensors.torch import load_file
 # Reference counts of the official generator (reference notes §2.3): parameters and GMACs (conv + bmm).
 ASAP_REFERENCE = {"asapnet-facades-512": (82_007_363, 26.07), "asapnet-facades-1024": (82_269_763, 37.91),
                   "asapnet-cityscapes-256x512": (83_201_411, 48.88)}
+# Our executed GMACs as docs/families.md and benchmarks/results/translation-cpu.json state them (2 decimals). The
+# official notes' 26.07 is the sum of rounded parts (22.25 + 3.83 = 26.08); 37.91 vs our 37.93 is stated beside it.
+ASAP_STATED_GMACS = {"asapnet-facades-512": 26.08, "asapnet-facades-1024": 37.93, "asapnet-cityscapes-256x512": 48.88}
 
 
 def meta_model(preset: str) -> torch.nn.Module:
@@ -35,7 +38,9 @@ def test_asapnet_paper_presets_have_the_reference_size(preset: str) -> None:
     g = meta_model(preset)
     assert g.num_params() == params
     args, kwargs = example_inputs(g, 1, "meta")
-    assert count_macs(g, args, kwargs) / 1e9 == pytest.approx(gmacs, rel=0.03)
+    counted = count_macs(g, args, kwargs) / 1e9
+    assert round(counted, 2) == ASAP_STATED_GMACS[preset]  # exact to the precision the docs state
+    assert abs(counted - gmacs) < 0.025  # and within the rounding of the official notes' figure
 
 
 def test_asapnet_tile_and_grid_follow_the_official_rule() -> None:
