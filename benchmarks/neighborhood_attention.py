@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--merge", action="store_true",
                     help="keep the saved rows of other sizes (measure large sizes separately, e.g. with fewer repeats)")
     args = ap.parse_args(argv)
-    from leangen.utils.device import resolve_device
+    from leangen.execution import resolve_device
 
     dev = resolve_device(args.device)
     torch.set_num_threads(args.threads)

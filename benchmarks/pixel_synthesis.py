@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None, default_name: str = "pixel_synthesis",
 
     from leangen.profile import profile_models
     from leangen.registry import PRESETS, get_preset
-    from leangen.utils.device import resolve_device
+    from leangen.execution import resolve_device
 
     dev = resolve_device(args.device)
     gpu = dev.type == "cuda"

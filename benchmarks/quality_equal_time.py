@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from leangen.registry import get_preset
     from leangen.train import TrainOptions, train
     from leangen.utils.allocator import retain_freed_cpu_memory
-    from leangen.utils.device import resolve_device
+    from leangen.execution import resolve_device
 
     retain_freed_cpu_memory()
     dev = resolve_device(args.device)

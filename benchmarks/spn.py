@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--qbatch", type=int, default=32)
     args = ap.parse_args(argv)
-    from leangen.utils.device import resolve_device
+    from leangen.execution import resolve_device
 
     dev = resolve_device(args.device)
     torch.set_num_threads(args.threads)

@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from leangen.profile import profile_models
     from leangen.profile.inputs import example_inputs
     from leangen.profile.macs import count_macs
-    from leangen.utils.device import resolve_device
+    from leangen.execution import resolve_device
 
     dev = resolve_device(args.device)
     dtypes = args.dtypes or (["fp32", "bf16"] if dev.type == "cuda" else ["fp32"])

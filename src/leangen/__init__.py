@@ -39,7 +39,7 @@ def load(source: str | os.PathLike, device: str | torch.device = "cpu", role: st
     """
     from leangen import runs
     from leangen.models.base import CONFIG_NAME, PretrainedModel
-    from leangen.utils.device import resolve_device
+    from leangen.execution import resolve_device
 
     dev = resolve_device(device)
     path = Path(source).expanduser()

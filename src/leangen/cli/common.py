@@ -2,25 +2,67 @@
 from __future__ import annotations
 
 import errno
+import functools
+import inspect
 import sys
 from typing import Any, Callable
 
 import click
 
-from leangen.utils.device import resolve_device
+from leangen.execution import COMPILE_MODES, PRECISIONS, ExecutionPolicy
+
+
+def execution_options(fn: Callable[..., Any] | None = None, *, precision: bool = False,
+                      compile: bool = False) -> Any:
+    """The execution-policy options of a verb, turned into one activated ``ExecutionPolicy``.
+
+    Always ``--device {auto,cpu,cuda[:i]}``, ``--deterministic`` and ``--tf32/--no-tf32``; with ``precision=True``
+    also ``--precision {fp32,bf16,fp16}``, with ``compile=True`` also ``--compile {off,compile,cudagraphs}``. The verb
+    receives ``policy`` (an ``ExecutionPolicy``) when it has such a parameter, else ``device`` (the policy's indexed
+    ``torch.device``).
+    """
+    if fn is None:
+        return functools.partial(execution_options, precision=precision, compile=compile)
+    names = ("device", "deterministic", "tf32", "precision", "compile_mode")
+    wants_policy = "policy" in inspect.signature(fn).parameters
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        values = {k: kwargs.pop(k, None) for k in names}
+        try:
+            policy = ExecutionPolicy.create(values["device"] or "auto", precision=values["precision"] or "fp32",
+                                            tf32=values["tf32"], deterministic=bool(values["deterministic"]),
+                                            compile=values["compile_mode"] or "off")
+        except ValueError as e:
+            raise click.UsageError(str(e)) from None
+        policy.activate()
+        if wants_policy:
+            kwargs["policy"] = policy
+        else:
+            kwargs["device"] = policy.device
+        return fn(*args, **kwargs)
+
+    opts = [click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:i]",
+                         help="Where to run (cuda means the current device, or cuda:LOCAL_RANK under torchrun)."),
+            click.option("--deterministic", is_flag=True,
+                         help="Reproducible GPU runs where PyTorch allows it (TF32 off, deterministic kernels)."),
+            click.option("--tf32/--no-tf32", default=None,
+                         help="TF32 matrix math on CUDA [default: on, off with --deterministic].")]
+    if precision:
+        opts.append(click.option("--precision", type=click.Choice(list(PRECISIONS)), default=None,
+                                 help="Compute precision (bf16/fp16 autocast; weights stay fp32). [default: fp32]"))
+    if compile:
+        opts.append(click.option("--compile", "compile_mode", type=click.Choice(list(COMPILE_MODES)), default=None,
+                                 help="torch.compile the model (cudagraphs: CUDA graphs too); falls back to eager "
+                                      "and says why when compiling fails. [default: off]"))
+    for opt in reversed(opts):
+        wrapper = opt(wrapper)
+    return wrapper
 
 
 def device_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``--device {auto,cpu,cuda[:i]}``, validated into a ``torch.device``."""
-
-    def _convert(ctx: click.Context, param: click.Parameter, value: str):
-        try:
-            return resolve_device(value)
-        except ValueError as e:
-            raise click.BadParameter(str(e)) from None
-
-    return click.option("--device", default="auto", show_default=True, callback=_convert, metavar="auto|cpu|cuda[:i]",
-                        help="Where to run.")(fn)
+    """``execution_options`` without precision and compile choices (the verbs that only place models)."""
+    return execution_options(fn)
 
 
 def fail(message: str) -> None:
@@ -80,12 +122,22 @@ KIND_NAMES = {"generator": "an image generator", "likelihood": "a likelihood mod
               "discriminator": "a discriminator", "other": "a network"}
 
 
+#: What ``--compile`` compiles, per model kind: the image-producing pass (sampling loops of likelihood models are not).
+COMPILED_METHODS = {"generator": ("synthesis",), "translator": ("forward",)}
+
+
 def load_model(network: str, device: Any, kinds: tuple[str, ...] | None = None, verb: str = "") -> Any:
     """``leangen.load`` for CLI verbs: clean one-line errors, a note for random-weight presets, and a clear refusal
-    when the model is not of one of ``kinds`` (``generator``, ``likelihood``, ``translator``)."""
+    when the model is not of one of ``kinds`` (``generator``, ``likelihood``, ``translator``).
+
+    ``device``: a ``torch.device`` or an ``ExecutionPolicy`` (the model is then prepared by it: memory format and,
+    with ``--compile``, its image-producing pass compiled)."""
     import warnings
 
     import leangen
+
+    policy = device if isinstance(device, ExecutionPolicy) else None
+    device = policy.device if policy is not None else device
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -93,14 +145,15 @@ def load_model(network: str, device: Any, kinds: tuple[str, ...] | None = None, 
             model = leangen.load(network, device=device)
         except (FileNotFoundError, ValueError, KeyError) as e:
             fail(str(e.args[0] if isinstance(e, KeyError) and e.args else e))
-    for w in caught:
-        if "randomly initialized" in str(w.message):
-            click.echo(f"note: {w.message}", err=True)
+    for w in caught:  # every one, e.g. that an older snapshot was used because the newest is damaged
+        click.echo(f"{'note' if 'randomly initialized' in str(w.message) else 'warning'}: {w.message}", err=True)
     kind = getattr(model, "kind", "other")
     if kinds is not None and kind not in kinds:
         wanted = " or ".join(KIND_NAMES.get(k, k) for k in kinds)
         fail(f"{network} holds {KIND_NAMES.get(kind, kind)} ({getattr(model, 'model_type', type(model).__name__)}); "
              f"{verb or 'this command'} needs {wanted}")
+    if policy is not None:
+        policy.prepare(model, COMPILED_METHODS.get(kind, ()), log=lambda m: click.echo(f"note: {m}", err=True))
     return model
 
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from leangen.cli.common import device_option, fail
+from leangen.cli.common import execution_options, fail
+from leangen.execution import ExecutionPolicy
 
 
 def _csv(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
@@ -55,7 +56,7 @@ def _csv(ctx: click.Context, param: click.Parameter, value: str | None) -> list[
 @click.option("--resume", metavar="RUN|SNAPSHOT|latest", default=None,
               help="Continue a run in its own directory (latest: the newest run in --outdir). Weights, optimizers, "
                    "counters, RNG and data order are restored; options not given are taken from the run.")
-@click.option("--amp/--no-amp", default=None, help="bf16 autocast (for CUDA; slower than fp32 on most CPUs). [default: off]")
+@click.option("--amp/--no-amp", default=None, help="Same as --precision bf16 / fp32 (kept for older scripts).")
 @click.option("--workers", type=click.IntRange(min=0), default=None, help="Data loader worker processes. [default: 0]")
 @click.option("--grid", type=click.IntRange(min=1), default=None, metavar="N", help="Images per sample grid. [default: 64]")
 @click.option("--hparam", "hparam_items", multiple=True, metavar="KEY=VALUE",
@@ -66,7 +67,7 @@ def _csv(ctx: click.Context, param: click.Parameter, value: str | None) -> list[
               help="Change a constructor argument of a preset component, e.g. G.channel_base=32 (repeatable).")
 @click.option("-n", "--dry-run", is_flag=True, help="Print the resolved options as JSON and exit.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (it is off anyway when stderr is not a terminal).")
-@device_option
+@execution_options(precision=True)
 def command(preset: str | None, data: str | None, outdir: str | None, kimg: float | None, steps: int | None,
             minutes: float | None, batch: int | None, lr: float | None, glr: float | None, dlr: float | None,
             r1_gamma: float | None,
@@ -74,7 +75,7 @@ def command(preset: str | None, data: str | None, outdir: str | None, kimg: floa
             diffaugment: str | None, mirror: bool | None, tick: float | None, snap: int | None, keep: int | None,
             metrics: list[str] | None, seed: int | None, resume: str | None, amp: bool | None, workers: int | None,
             grid: int | None, hparam_items: tuple[str, ...], overrides: tuple[str, ...], dry_run: bool,
-            no_progress: bool, device: Any) -> None:
+            no_progress: bool, policy: ExecutionPolicy) -> None:
     """Train a model preset on a dataset.
 
     Writes runs/<id>-<preset>-<data>/ with training_options.json, log.txt, stats.jsonl, TensorBoard events,
@@ -112,6 +113,8 @@ def command(preset: str | None, data: str | None, outdir: str | None, kimg: floa
     from leangen.train.options import TrainOptions, parse_hparam, parse_override, read_run_options, resolve_options
 
     hparams: dict[str, Any] = {}
+    explicit_precision = (click.get_current_context().get_parameter_source("precision")
+                          is not click.core.ParameterSource.DEFAULT)
     for key, value in (("lr", lr), ("g_lr", glr), ("d_lr", dlr), ("r1_gamma", r1_gamma), ("pl_weight", pl_weight),
                        ("style_mixing", mixing), ("diffaugment", diffaugment)):
         if value is not None:
@@ -142,7 +145,8 @@ def command(preset: str | None, data: str | None, outdir: str | None, kimg: floa
     opts = TrainOptions(preset=preset, data=data, outdir=outdir, kimg=kimg, steps=steps, minutes=minutes, batch=batch,
                         ema_kimg=ema_kimg, ema_rampup=ema_rampup, mirror=mirror, tick=tick, snap=snap, keep=keep,
                         metrics=metrics, seed=seed, resume=resume, amp=amp, workers=workers, grid=grid,
-                        device=str(device), progress=not no_progress, hparams=hparams, overrides=model_overrides)
+                        device=str(policy.device), precision=policy.precision if explicit_precision else None,
+                        deterministic=policy.deterministic, tf32=policy.tf32, progress=not no_progress, hparams=hparams, overrides=model_overrides)
     if data is not None and resume is None:
         _check_data(data)
 
@@ -169,7 +173,7 @@ def command(preset: str | None, data: str | None, outdir: str | None, kimg: floa
     from leangen.train.loop import NonFiniteLossError, TrainingError, train
 
     try:
-        result = train(opts)
+        result = train(opts, policy=policy)  # its precision gives way to the resolved one (e.g. a resumed run's)
     except (NonFiniteLossError, TrainingError, SnapshotError, IncompatibleCheckpointError) as e:
         fail(str(e))
         return

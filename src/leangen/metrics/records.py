@@ -12,6 +12,7 @@ always has ``data_fingerprint`` (the content hash of the data measured on, None 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from leangen.execution import current_policy
 
 from leangen.metrics.base import MetricSpec, Outcome
 from leangen.utils.timefmt import format_time
@@ -40,7 +43,7 @@ def make_record(spec: MetricSpec, outcome: Outcome, *, seconds: float, device: t
         "results": outcome.results, "metric": spec.name, "higher_is_better": bool(spec.higher_is_better),
         "consumes": spec.consumes, "total_time": seconds, "total_time_str": format_time(seconds),
         "num_gpus": 1 if device.type == "cuda" else 0, "device": str(device), "protocol": protocol,
-        "timestamp": time.time(),
+        "execution": dataclasses.replace(current_policy(), device=device).record(), "timestamp": time.time(),
     }
     if snapshot is not None:  # absent rather than null, so a caller (the training loop) can setdefault it
         record["snapshot"] = snapshot

@@ -20,6 +20,8 @@ Backends of :func:`neighborhood_attention2d` (all differentiable in q, k, v and 
 from __future__ import annotations
 
 import functools
+import logging
+import warnings
 from typing import Literal, Sequence
 
 import torch
@@ -29,6 +31,8 @@ import torch.nn.functional as F
 Backend = Literal["auto", "reference", "gather", "tiled", "flex"]
 BACKENDS = ("auto", "reference", "gather", "tiled", "flex")
 IntPair = int | tuple[int, int] | Sequence[int]
+
+logger = logging.getLogger(__name__)
 
 # Elements of gathered keys (per tensor) the gather backend materializes at once: bounds its extra memory.
 GATHER_CHUNK_ELEMENTS = 1 << 24
@@ -177,17 +181,34 @@ def flex_available() -> bool:
     return True
 
 
+def auto_backend(device: torch.device) -> str:
+    """What ``auto`` stands for on ``device``: ``flex`` on CUDA (compiled per shape, block-sparse), ``tiled`` elsewhere."""
+    return "flex" if device.type == "cuda" and flex_available() else "tiled"
+
+
 def resolve_backend(backend: Backend, q: torch.Tensor) -> str:
-    """The backend ``auto`` stands for: ``flex`` on CUDA (compiled, block-sparse), ``tiled`` elsewhere (and while
+    """The backend a call runs: ``backend``, or for ``auto`` :func:`auto_backend` of ``q``'s device (``tiled`` while
     exporting or tracing: it is plain indexing and matmuls)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown neighborhood attention backend {backend!r} (one of {', '.join(BACKENDS)})")
     if backend != "auto":
         return backend
     tracing = torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
-    if q.device.type == "cuda" and flex_available() and not tracing:
-        return "flex"
-    return "tiled"
+    return "tiled" if tracing else auto_backend(q.device)
+
+
+def pin_backends(model: nn.Module, device: torch.device, replace: dict[str, str] | None = None) -> list[str]:
+    """Replace ``auto`` by the backend it stands for on ``device`` in every NA layer of ``model`` (so a ``meta`` copy
+    used for counting runs what the real one runs), then any backend named in ``replace`` by its value; returns the
+    distinct backends the layers now use."""
+    used = []
+    for m in model.modules():
+        if isinstance(m, (NeighborhoodAttention2d, HydraNeighborhoodAttention2d)):
+            if m.backend == "auto":
+                m.backend = auto_backend(device)
+            m.backend = (replace or {}).get(m.backend, m.backend)
+            used.append(m.backend)
+    return sorted(set(used))
 
 
 def neighborhood_attention2d(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernel_size: IntPair,
@@ -216,9 +237,20 @@ def neighborhood_attention2d(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
         return _tiled(q, k, v, kernel, dil, rpb, scale)
     if name == "gather":
         return _gather(q, k, v, kernel, dil, rpb, scale)
-    from leangen.ops.neighborhood_flex import flex_neighborhood_attention2d
+    from leangen.ops.neighborhood_flex import FlexUnavailable, flex_neighborhood_attention2d
 
-    return flex_neighborhood_attention2d(q, k, v, kernel, dil, rpb, scale)
+    try:
+        return flex_neighborhood_attention2d(q, k, v, kernel, dil, rpb, scale)
+    except FlexUnavailable as e:
+        _warn_once(f"neighborhood attention: {e}; using the tiled backend instead")
+        return _tiled(q, k, v, kernel, dil, rpb, scale)
+
+
+@functools.lru_cache(maxsize=256)
+def _warn_once(message: str) -> None:
+    """A fallback is announced once per distinct reason, not once per layer and call."""
+    logger.warning(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 def relative_bias_dense(rpb: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -341,4 +373,5 @@ class RelPosSelfAttention2d(nn.Module):
 
 __all__ = ["neighborhood_attention2d", "NeighborhoodAttention2d", "HydraNeighborhoodAttention2d",
            "RelPosSelfAttention2d", "relative_bias_dense", "separable_bias", "window_index", "hydra_head_split", "resolve_backend",
+           "auto_backend", "pin_backends",
            "check_na_args", "BACKENDS"]

@@ -3,8 +3,13 @@ the neighborhoods and a ``score_mod`` that adds the relative positional bias.
 
 When both sizes are multiples of the dilation, the ``d_y * d_x`` dilation groups are moved into the batch first
 (dilated NA on ``H x W`` is exactly plain NA on each ``H/d x W/d`` sub-grid), so the mask stays block-sparse; other
-sizes use a mask that encodes the dilation itself. On CUDA the kernel is ``torch.compile``d (fused, O(N*k^2) work);
-elsewhere flex runs eagerly, which materializes all N^2 scores: correct, but only for small inputs.
+sizes use a mask that encodes the dilation itself.
+
+On CUDA the kernel is ``torch.compile``d (fused, O(N*k^2) work) once per shape, each shape with its own copy of the
+code (``leangen.execution.compile_per_key``): a model's many attention shapes never share dynamo's recompile budget,
+so no shape silently drops to eager flex. Eager flex (the CPU, unless ``COMPILE_ON_CPU``) materializes all N^2
+scores: it is allowed up to ``EAGER_MAX_TOKENS`` tokens and refused above (``FlexUnavailable``; the caller then
+uses ``tiled`` and says so).
 """
 from __future__ import annotations
 
@@ -14,14 +19,36 @@ from typing import Any, Callable
 
 import torch
 
+from leangen.execution.compile import CompilePerKey, compile_per_key
 from leangen.ops.neighborhood import from_dilation_groups, to_dilation_groups
+
+#: Largest query count (per dilation group) eager flex may run: its N x N scores then stay under ~64 MB per head.
+EAGER_MAX_TOKENS = 4096
+#: Compile flex on the CPU too (tests use it with ``COMPILE_BACKEND = "eager"`` to check the compiled path's shapes).
+COMPILE_ON_CPU = False
+#: ``torch.compile`` backend of the flex kernels.
+COMPILE_BACKEND = "inductor"
+
+
+class FlexUnavailable(RuntimeError):
+    """Flex attention cannot run this call without materializing N^2 scores, or failed to compile."""
+
+
+def _flex_call(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, score_mod: Any, block_mask: Any,
+               scale: float) -> torch.Tensor:
+    from torch.nn.attention.flex_attention import flex_attention
+
+    return flex_attention(q, k, v, score_mod=score_mod, block_mask=block_mask, scale=scale)
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled_flex() -> Callable[..., torch.Tensor]:
-    from torch.nn.attention.flex_attention import flex_attention
+def _compiled(backend: str) -> CompilePerKey:
+    return compile_per_key(_flex_call, backend=backend)  # type: ignore[arg-type]
 
-    return torch.compile(flex_attention, dynamic=False)
+
+def compiled_shapes() -> int:
+    """How many shapes the compiled flex kernel has been made for in this process (for tests and logs)."""
+    return sum(len(_compiled(b)) for b in {COMPILE_BACKEND, "inductor"})
 
 
 def _axis_terms(idx: torch.Tensor, length: int, k: int, d: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -81,11 +108,25 @@ def flex_neighborhood_attention2d(q: torch.Tensor, k: torch.Tensor, v: torch.Ten
             # Clamped: the scores of masked pairs are computed too (then dropped) and must index inside the table.
             return score + table[head, ry.clamp(0, 2 * kh - 2) * (2 * kw - 1) + rx.clamp(0, 2 * kw - 2)]
 
-    fn = _compiled_flex() if q.device.type == "cuda" else flex_attention
     n = gh * gw
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")  # documented above
-        out = fn(q.reshape(-1, heads, n, dim), k.reshape(-1, heads, n, dim), v.reshape(-1, heads, n, v.shape[-1]),
-                 score_mod=score_mod, block_mask=mask, scale=scale)
+    args = (q.reshape(-1, heads, n, dim), k.reshape(-1, heads, n, dim), v.reshape(-1, heads, n, v.shape[-1]))
+    if q.device.type == "cuda" or COMPILE_ON_CPU:
+        key = (tuple(args[0].shape), args[2].shape[-1], q.dtype, str(q.device), kernel, gdil, rpb is not None,
+               torch.is_grad_enabled())
+        try:
+            out = _compiled(COMPILE_BACKEND).get(key)(*args, score_mod, mask, scale)
+        except Exception as e:  # a compiler failure: the caller falls back to tiled and says why
+            raise FlexUnavailable(f"compiled flex attention failed for shape {key[0]}: "
+                                  f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+                                  ) from e
+    else:
+        if n > EAGER_MAX_TOKENS:
+            raise FlexUnavailable(f"flex attention runs uncompiled on {q.device.type} and would materialize "
+                                  f"{n}x{n} scores")
+        with warnings.catch_warnings():
+            # Eager flex on small inputs is intended here (bounded by EAGER_MAX_TOKENS above); torch's warning
+            # would only repeat that it is not the fused kernel.
+            warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
+            out = flex_attention(*args, score_mod=score_mod, block_mask=mask, scale=scale)
     out = out.reshape(-1, heads, gh, gw, out.shape[-1])
     return from_dilation_groups(out, dy, dx) if regroup else out

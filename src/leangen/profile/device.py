@@ -1,26 +1,13 @@
 """What the profiled device is and has: its name, the memory free on it, and a synchronization point."""
 from __future__ import annotations
 
-import os
-import platform
 from pathlib import Path
 
 import torch
 
+from leangen.execution.device import device_name
 
-def device_name(device: torch.device) -> str:
-    """Human-readable name of the device (GPU model, or CPU model and core count)."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name} ({os.cpu_count()} cores)"
+__all__ = ["available_bytes", "device_name", "sync"]
 
 
 def available_bytes(device: torch.device) -> int | None:

@@ -1,6 +1,7 @@
 """``profile_models``: count, fit-check, build, measure memory and time several models in one process."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,6 +10,8 @@ from typing import Any, Callable, Literal, Sequence
 import torch
 from torch import nn
 
+from leangen.execution import current_policy
+from leangen.ops.neighborhood import pin_backends
 from leangen.profile.device import available_bytes, device_name
 from leangen.profile.inputs import example_inputs
 from leangen.profile.macs import count_macs_detailed, count_params
@@ -21,7 +24,7 @@ DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16,
 # Keys every ``profile_models`` row carries (the ``leangen profile --json`` contract plus context).
 ROW_KEYS = ("name", "family", "task", "resolution", "params", "gmacs", "peak_mem_mb", "mem_method", "latency_ms",
             "latency_ms_p90", "throughput", "device", "device_name", "batch", "dtype", "threads", "warmup", "repeats",
-            "torch_version", "skipped")
+            "torch_version", "skipped", "na_backend", "macs_na_backend", "execution")
 
 
 @dataclass
@@ -105,7 +108,7 @@ def profile_models(names_or_models: Sequence[str | os.PathLike | nn.Module] | st
     Returns:
         rows with the keys of ``ROW_KEYS`` (numbers are None for skipped models).
     """
-    from leangen.utils.device import resolve_device
+    from leangen.execution import resolve_device
 
     if isinstance(names_or_models, (str, os.PathLike, nn.Module)):
         names_or_models = [names_or_models]
@@ -121,7 +124,8 @@ def profile_models(names_or_models: Sequence[str | os.PathLike | nn.Module] | st
         torch.set_num_threads(threads)
     try:
         items = [_resolve(spec, dev) for spec in names_or_models]
-        common = dict(device=str(dev), device_name=device_name(dev), batch=batch, dtype=dtype,
+        common = dict(execution=dataclasses.replace(current_policy(), device=dev).record(),
+                      device=str(dev), device_name=device_name(dev), batch=batch, dtype=dtype,
                       threads=torch.get_num_threads(), warmup=warmup, repeats=repeats, torch_version=torch.__version__)
 
         # 1. Count on meta (or on the real model when it cannot be rebuilt there) and decide what fits.
@@ -135,9 +139,16 @@ def profile_models(names_or_models: Sequence[str | os.PathLike | nn.Module] | st
             item.row["params"] = count_params(ref)
             ref = ref.to(tdtype)
             ref_dev = torch.device("meta") if ref is item.meta else dev
+            # Neighborhood attention: the backend timed on ``dev``; the flop counter cannot see inside flex's fused
+            # kernel, so flex layers are counted as ``tiled`` (the same windows, computed densely per tile) and the
+            # row says so.
+            item.row["na_backend"] = ",".join(pin_backends(ref, dev)) or None
+            item.row["macs_na_backend"] = ",".join(pin_backends(ref, dev, replace={"flex": "tiled"})) or None
             args, kwargs = example_inputs(ref, batch, ref_dev, tdtype)
             say(f"counting {item.name} on {ref_dev}")
             count = count_macs_detailed(ref, args, kwargs, track_memory=ref is item.meta)
+            if ref is not item.meta and item.row["na_backend"] != item.row["macs_na_backend"]:
+                pin_backends(ref, dev, replace={"tiled": "flex"})  # a given model is timed as it came
             item.row["gmacs"] = count.macs / batch / 1e9
             if item.build is None:
                 continue  # given or loaded model: already in memory
@@ -153,6 +164,7 @@ def profile_models(names_or_models: Sequence[str | os.PathLike | nn.Module] | st
                 continue
             say(f"building {item.name} on {dev}")
             item.model = item.build(dev).to(tdtype).eval()
+            pin_backends(item.model, dev)
             item.meta = None
             max_transient = max(max_transient, transient)
         active = [it for it in items if it.model is not None and not it.row["skipped"]]

@@ -29,14 +29,10 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import nn
 
+from leangen.execution.compile import first_line, guarded_compile
+
 #: Runtime names (``leangen profile --runtime``) and the tag of their keys (``latency_ms_<tag>_t<n>``).
 RUNTIMES: dict[str, str] = {"torch": "eager", "torch-compile": "compile", "onnxruntime": "ort"}
-
-
-def first_line(e: BaseException) -> str:
-    """The first line of an exception's message (compiler and exporter errors run to pages)."""
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
 
 
 def ort_session(path: str | Path, threads: int, spinning: bool = False) -> Any:
@@ -92,19 +88,36 @@ def _inductor_threads(n: int) -> Iterator[None]:
 
 
 def compile_forward(forward: nn.Module, args: Sequence[torch.Tensor], threads: int, backend: str = "inductor",
-                    reset: bool = True) -> tuple[Callable[..., Any] | None, str]:
-    """``(compiled, "ok")`` after one compiling call at ``threads`` threads, or ``(None, "unavailable: <reason>")``
-    when ``torch.compile`` fails (e.g. no C++ compiler on the machine). ``reset`` first drops every compiled graph
-    of the process (a fresh compilation, not the cached one of another thread count), those of other models too."""
+                    reset: bool = True, atol: float = 1e-3) -> tuple[Callable[..., Any] | None, str, float | None]:
+    """``(compiled, "ok", max_abs_diff)`` after one compiling call at ``threads`` threads, whose output is compared
+    with the eager output (a compiled path that computes something else is refused: ``status`` says so); or
+    ``(None, "unavailable: <reason>", None)`` when ``torch.compile`` fails (e.g. no C++ compiler on the machine).
+    ``reset`` first drops every compiled graph of the process (a fresh compilation, not the cached one of another
+    thread count), those of other models too."""
     if reset:
         torch._dynamo.reset()
-    try:
-        with _inductor_threads(threads), torch.inference_mode():
-            compiled = torch.compile(forward, backend=backend)
-            compiled(*args)  # compiling happens here, at the first call
-        return compiled, "ok"
-    except Exception as e:  # inductor raises many types (BackendCompilerFailed, InductorError, CalledProcessError)
-        return None, f"unavailable: {first_line(e)}"
+    reasons: list[str] = []
+    with _inductor_threads(threads), torch.inference_mode():
+        compiled = guarded_compile(forward, "compile", name=type(forward).__name__, log=reasons.append,
+                                   backend=backend)
+        got = compiled(*args)  # compiling happens here, at the first call
+        if compiled.status != "compiled":
+            return None, f"unavailable: {compiled.status.removeprefix('eager: ')}", None
+        want = forward(*args)
+    diff = max_abs_diff(got, want)
+    if not diff <= atol:
+        return None, f"unavailable: compiled output differs from eager by {diff:.3g} (> {atol:g})", diff
+    return compiled, "ok", diff
+
+
+def max_abs_diff(a: Any, b: Any) -> float:
+    """Largest absolute difference between two outputs (tensors, or tuples/lists of tensors)."""
+    from torch.utils._pytree import tree_flatten
+
+    xs, ys = tree_flatten(a)[0], tree_flatten(b)[0]
+    if len(xs) != len(ys):
+        return float("inf")
+    return max((float((x.float() - y.float()).abs().max()) if x.numel() else 0.0) for x, y in zip(xs, ys))
 
 
 def _stats(times: Sequence[float], batch: int) -> dict[str, float]:
@@ -202,14 +215,16 @@ def _runner(tag: str, name: str, forward: nn.Module, args: tuple[torch.Tensor, .
     if not row["status_compile"].startswith("ok"):
         return None  # failed at another thread count already: the same reason holds
     say(f"torch.compile of {name} at {threads} thread(s)")
-    compiled, status = compile_forward(forward, args, threads, compile_backend, reset=False)
+    compiled, status, diff = compile_forward(forward, args, threads, compile_backend, reset=False)
     row["status_compile"] = status
+    row["compile_max_abs_diff"] = diff if row.get("compile_max_abs_diff") is None or diff is None else max(
+        diff, row["compile_max_abs_diff"])
     return compiled
 
 
 #: Keys of every ``profile_runtimes`` row (``leangen profile --runtime ... --json``).
 RUNTIME_ROW_KEYS = ("name", "family", "task", "resolution", "params", "gmacs", "runtime", "threads", "latency_ms",
-                    "latency_ms_p90", "throughput", "speedup_vs_eager", "status", "onnx_max_abs_diff", "device",
+                    "latency_ms_p90", "throughput", "speedup_vs_eager", "status", "onnx_max_abs_diff", "compile_max_abs_diff", "device",
                     "device_name", "batch", "dtype", "warmup", "repeats", "torch_version", "onnxruntime_version")
 
 
@@ -271,5 +286,7 @@ def profile_runtimes(specs: Sequence[str | nn.Module], runtimes: Sequence[str] =
                                  threads=n, latency_ms=lat, latency_ms_p90=res[f"latency_ms_p90_{tag}_t{n}"],
                                  throughput=res[f"fps_{tag}_t{n}"],
                                  speedup_vs_eager=eager / lat if lat and eager else None, status=res[f"status_{tag}"],
-                                 onnx_max_abs_diff=res.get("onnx_max_abs_diff") if tag == "ort" else None, **common))
+                                 onnx_max_abs_diff=res.get("onnx_max_abs_diff") if tag == "ort" else None,
+                                 compile_max_abs_diff=res.get("compile_max_abs_diff") if tag == "compile" else None,
+                                 **common))
     return rows

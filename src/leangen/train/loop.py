@@ -21,6 +21,7 @@ never stopped.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import resource
@@ -38,6 +39,7 @@ import torch.distributed as dist
 from torch.utils.data import Dataset
 
 from leangen import runs as ckpt
+from leangen.execution import ExecutionPolicy
 from leangen.tasks import get_task
 from leangen.train.data import BatchStream
 from leangen.train.ema import ema_beta, update_ema
@@ -106,12 +108,20 @@ class TrainingLoop:
     tuples or ``{"image", "condition"}`` pairs.
     """
 
-    def __init__(self, options: TrainOptions, dataset: Dataset | None = None) -> None:
+    def __init__(self, options: TrainOptions, dataset: Dataset | None = None,
+                 policy: ExecutionPolicy | None = None) -> None:
         self.options = options
         self.dataset = dataset
+        self.policy = policy  # the caller's resolved policy (the CLI's); else built from the options
 
     def run(self) -> TrainResult:
-        rt = setup_runtime(self.options.device, self.options.amp)
+        o = self.options
+        try:
+            policy = self.policy or ExecutionPolicy.create(o.device, precision=o.precision or ("bf16" if o.amp else "fp32"),
+                                            tf32=o.tf32, deterministic=o.deterministic)
+        except ValueError as e:
+            raise TrainingError(str(e)) from None
+        rt = setup_runtime(policy)
         try:
             return self._run(rt)
         finally:
@@ -132,7 +142,8 @@ class TrainingLoop:
             notes.extend(f"note: {w.message}" for w in caught)
             stored = read_run_options(resume_run)
         opts = resolve_options(self.options, stored)
-        rt.amp = bool(opts.amp)
+        if opts.precision != rt.policy.precision:  # the resumed run's precision
+            rt.policy = dataclasses.replace(rt.policy, precision=opts.precision).activate()  # type: ignore[arg-type]
         preset = get_preset(opts.preset)  # type: ignore[arg-type]
         task = get_task(preset.task)
         batch = int(opts.batch)  # type: ignore[arg-type]
@@ -158,6 +169,10 @@ class TrainingLoop:
                          name=Path(str(opts.data)).stem)
         if rt.is_main:
             rt.barrier()
+        if opts.metrics:  # a metric the data cannot feed (fid10 on one image) fails now, not at the first snapshot
+            from leangen.metrics.registry import plan_metrics
+
+            plan_metrics(list(opts.metrics), objective.eval_model(), data.metric_data, **objective.metric_kwargs())
         if len(data.train) < 2:
             notes.append(f"warning: the training split has {len(data.train)} item(s); the model will memorise it")
 
@@ -204,6 +219,7 @@ class _Run:
             "run_dir": str(self.run_dir), "task": self.task.name, "objective": self.objective.name,
             "entry": self.objective.entry, "roles": self.objective.roles(), "world_size": rt.world_size,
             "batch_per_process": self.batch // rt.world_size, "device": str(rt.device), "amp": rt.amp,
+            "execution": rt.policy.record(),
             "dataset_name": self.data.name, "dataset_size": len(self.data.train),
             "validation_size": len(self.data.val),
             "components": {k: {"model_type": getattr(m, "model_type", type(m).__name__),
@@ -220,7 +236,7 @@ class _Run:
             self.rep.log(f"\nRun directory: {self.run_dir}")
         params = ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in doc["run"]["params"].items())
         self.rep.log(f"{self.preset.name} ({params}) on {self.data.name} ({len(self.data.train)} training items), "
-                     f"{rt.device}{' bf16 AMP' if rt.amp else ''}, {rt.world_size} process(es), batch {self.batch} "
+                     f"{rt.policy.describe()}, {rt.world_size} process(es), batch {self.batch} "
                      f"({self.batch // rt.world_size}/process)")
 
     def train(self) -> TrainResult:
@@ -406,6 +422,7 @@ class _Run:
         return TrainResult(run_dir, last_snapshot, status, s.cur_nimg, s.step)
 
 
-def train(options: TrainOptions, dataset: Dataset | None = None) -> TrainResult:
+def train(options: TrainOptions, dataset: Dataset | None = None, policy: ExecutionPolicy | None = None
+          ) -> TrainResult:
     """Train as ``options`` say (see ``TrainOptions``); returns where the run and its last snapshot are."""
-    return TrainingLoop(options, dataset).run()
+    return TrainingLoop(options, dataset, policy).run()

@@ -130,12 +130,20 @@ class Objective(abc.ABC):
                        grad_clip: float = 0.0) -> None:
         """One update of ``module``: zero grads, backward, average gradients over ranks (``self.rt``), optionally
         clip the global norm, step."""
+        rt = self.rt  # type: ignore[attr-defined]
+        scaler = rt.grad_scaler(opt)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.rt.reduce_grads(module)  # type: ignore[attr-defined]
+        (loss if scaler is None else scaler.scale(loss)).backward()
+        rt.reduce_grads(module)  # before unscaling: an inf on one rank reaches all, so all skip the step alike
+        if scaler is not None:
+            scaler.unscale_(opt)
         if grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(module.parameters(), grad_clip)
-        opt.step()
+        if scaler is None:
+            opt.step()
+        else:
+            scaler.step(opt)
+            scaler.update()
 
     @abc.abstractmethod
     def train_step(self, batch: "Batch", step: int) -> dict[str, torch.Tensor]:

@@ -56,10 +56,13 @@ class TrainOptions:
     metrics: list[str] | None = None     # metrics at every snapshot (``fid2k``...); [] for none
     seed: int | None = None              # global seed (models, data order, latents)
     resume: str | None = None            # RUN_DIR, SNAPSHOT_DIR or "latest" (newest run in outdir)
-    amp: bool | None = None              # bf16 autocast (opt-in; meant for CUDA)
+    amp: bool | None = None              # bf16 autocast (the older spelling of precision="bf16")
+    precision: str | None = None         # fp32 | bf16 | fp16 (autocast; fp16 with a gradient scaler)
     workers: int | None = None           # DataLoader worker processes (0: load in the training process)
     grid: int | None = None              # images per sample grid
     device: str = "auto"                 # auto | cpu | cuda[:i] (torchrun: cuda:LOCAL_RANK)
+    deterministic: bool = False          # reproducible GPU kernels, TF32 off (see leangen.execution)
+    tf32: bool | None = None             # TF32 on CUDA (default: on unless deterministic)
     progress: bool = True                # progress bar (only on a TTY)
     hparams: dict[str, Any] = field(default_factory=dict)      # objective hyper-parameters (lr, r1_gamma, ...)
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # component -> constructor kwargs
@@ -69,7 +72,7 @@ class TrainOptions:
 
 
 # Fields that describe this invocation rather than the run; never taken from a resumed run.
-_RUNTIME_FIELDS = ("resume", "device", "progress", "minutes")
+_RUNTIME_FIELDS = ("resume", "device", "progress", "minutes", "deterministic", "tf32")
 
 
 def read_run_options(run_dir: Path) -> dict[str, Any]:
@@ -144,6 +147,14 @@ def resolve_options(opts: TrainOptions, stored: dict[str, Any] | None = None) ->
     if out.steps is not None:
         out.kimg = None
     out.metrics = _parse_metrics(out.metrics)
+    # precision: the caller's, else --amp (its older spelling), else the resumed run's, else fp32.
+    if opts.precision is None and opts.amp is None:
+        out.precision = stored.get("precision") or ("bf16" if stored.get("amp") else "fp32")
+    elif opts.precision is None:
+        out.precision = "bf16" if opts.amp else "fp32"
+    if out.precision not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"unknown precision {out.precision!r}; expected fp32, bf16 or fp16")
+    out.amp = out.precision != "fp32"
 
     # Objective hyper-parameters: objective defaults <- preset <- stored run <- caller.
     objective = get_objective(preset.objective)

@@ -1,9 +1,9 @@
-"""Where and how this process trains: device, bf16 autocast and the ``torchrun`` process group, as objectives see
-them (``autocast``, ``reduce_grads``, ``all_reduce_mean``)."""
+"""Where and how this process trains: its execution policy (device, precision, TF32, determinism) and the
+``torchrun`` process group, as objectives see them (``autocast``, ``reduce_grads``, ``all_reduce_mean``)."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -11,19 +11,40 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from leangen.utils.device import resolve_device
+from leangen.execution import ExecutionPolicy
 
 
 @dataclass
 class Runtime:
     """Where and how this process trains. Objectives use ``autocast``, ``reduce_grads`` and ``all_reduce_mean``."""
 
-    device: torch.device
+    policy: ExecutionPolicy
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-    amp: bool = False
     owns_process_group: bool = False
+    scalers: dict[int, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.policy, torch.device):  # Runtime(torch.device("cpu")): the default policy there
+            self.policy = ExecutionPolicy(self.policy)
+
+    def grad_scaler(self, opt: torch.optim.Optimizer) -> Any:
+        """The fp16 gradient scaler of ``opt`` (one per optimizer), None for fp32 and bf16."""
+        if self.policy.precision != "fp16":
+            return None
+        if id(opt) not in self.scalers:
+            self.scalers[id(opt)] = self.policy.grad_scaler()
+        return self.scalers[id(opt)]
+
+    @property
+    def device(self) -> torch.device:
+        return self.policy.device
+
+    @property
+    def amp(self) -> bool:
+        """Whether autocast is on (bf16 or fp16)."""
+        return self.policy.precision != "fp32"
 
     @property
     def distributed(self) -> bool:
@@ -33,9 +54,9 @@ class Runtime:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    def autocast(self) -> torch.autocast:
-        """bf16 autocast when AMP is on (no loss scaling needed for bf16), a no-op otherwise."""
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+    def autocast(self) -> Any:
+        """Autocast to the policy's precision (bf16/fp16), a no-op for fp32."""
+        return self.policy.autocast()
 
     def reduce_grads(self, module: nn.Module) -> None:
         """Average the gradients of ``module``'s trainable parameters over ranks (one flat all-reduce)."""
@@ -85,21 +106,26 @@ class Runtime:
             dist.barrier()
 
 
-def setup_runtime(device: str = "auto", amp: bool | None = None) -> Runtime:
-    """Read the torchrun environment, pick the device and join the process group (NCCL on GPU, gloo on CPU)."""
+def setup_runtime(policy: ExecutionPolicy | str | torch.device = "auto", amp: bool | None = None) -> Runtime:
+    """Read the torchrun environment, place this process on its device, activate the policy and join the process
+    group (NCCL on GPU, gloo on CPU).
+
+    ``policy``: an ``ExecutionPolicy`` or a device spec (``auto``, ``cuda``, ...; then ``amp`` picks bf16). Under
+    torchrun with several processes each process takes ``cuda:LOCAL_RANK``.
+    """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = resolve_device(device)
-    if dev.type == "cuda":
-        if world_size > 1:
-            dev = torch.device("cuda", local_rank)  # one GPU per process
-        torch.cuda.set_device(dev)
-        torch.backends.cudnn.benchmark = True
+    if not isinstance(policy, ExecutionPolicy):
+        policy = ExecutionPolicy.create(policy, precision="bf16" if amp else "fp32")
+    if policy.device.type == "cuda" and world_size > 1:
+        policy = policy.with_device(f"cuda:{local_rank}")  # one GPU per process
+    policy.activate()
     owns = False
     if world_size > 1 and not dist.is_initialized():
         # Metrics run on rank 0 only while the others wait in the next collective: allow for that.
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", rank=rank, world_size=world_size,
-                                timeout=timedelta(minutes=60))
+        dist.init_process_group("nccl" if policy.device.type == "cuda" else "gloo", rank=rank, world_size=world_size,
+                                timeout=timedelta(minutes=60), device_id=policy.device if policy.device.type == "cuda"
+                                else None)
         owns = True
-    return Runtime(dev, rank, world_size, local_rank, amp=bool(amp), owns_process_group=owns)
+    return Runtime(policy, rank, world_size, local_rank, owns_process_group=owns)
