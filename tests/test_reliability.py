@@ -109,9 +109,9 @@ def test_truncated_or_empty_weights(tmp_path: Path, keep: float) -> None:
 
 def test_resume_validates_weights_like_from_pretrained(tmp_path: Path) -> None:
     run, (snap,) = make_run(tmp_path, n=1)
-    (snap / "index.json").unlink(missing_ok=True)  # an older snapshot: nothing to verify, shapes are still checked
     tiny_g(max_channels=8, channel_base=8).save_pretrained(tmp_path / "narrow")
     (snap / "G_ema" / "model.safetensors").write_bytes((tmp_path / "narrow" / "model.safetensors").read_bytes())
+    runs._write_index(snap, None)  # checksums that match: shapes are still checked
     with pytest.raises(ModelLoadError, match="has shape"):
         runs.load_modules(snap, {"G_ema": tiny_g()})
 
@@ -148,9 +148,9 @@ def test_damaged_file_is_named_before_anything_is_read(tmp_path: Path, damaged: 
 @pytest.mark.parametrize("keep", [0, 0.5])
 def test_truncated_training_state_is_one_clear_error(tmp_path: Path, keep: float) -> None:
     _, (snap,) = make_run(tmp_path, n=1)
-    (snap / "index.json").unlink(missing_ok=True)  # no checksums (an older run): the read itself must fail cleanly
     state = snap / runs.STATE_NAME
     state.write_bytes(state.read_bytes()[:int(state.stat().st_size * keep)])
+    runs._write_index(snap, None)  # checksums of the truncated file: the read itself must fail cleanly
     with pytest.raises(runs.CorruptSnapshotError, match=r"training_state\.pt is truncated or damaged"):
         runs.load_state(snap)
 
@@ -170,15 +170,17 @@ def test_resume_falls_back_to_newest_intact_snapshot(tmp_path: Path) -> None:
         runs.resolve_resume(str(run), tmp_path / "runs")
 
 
-def test_snapshot_without_index_still_loads(tmp_path: Path) -> None:
+def test_snapshot_without_index_is_refused(tmp_path: Path) -> None:
+    """Unverifiable is not intact: a bit flip in such a snapshot would load silently (issue 19, item 8)."""
     run, (snap,) = make_run(tmp_path, n=1)
     (snap / "index.json").unlink(missing_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert runs.resolve_resume(str(run), tmp_path) == (run, snap)
-    assert runs.load_state(snap)["step"] == 0
-    runs.load_modules(snap, {"G_ema": tiny_g()})
-    assert runs.newest_intact_snapshot(run) == (snap, [])
+    with pytest.raises(runs.CorruptSnapshotError, match="no index.json"):
+        runs.resolve_resume(str(run), tmp_path)
+    with pytest.raises(runs.CorruptSnapshotError, match="cannot be checked"):
+        runs.load_state(snap)
+    with pytest.raises(runs.CorruptSnapshotError, match="cannot be checked"):
+        runs.load_modules(snap, {"G_ema": tiny_g()})
+    assert runs.newest_intact_snapshot(run)[0] is None
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -332,13 +332,15 @@ def clean_partial(run_dir: Path) -> None:
 def verify_snapshot(snapshot: str | os.PathLike, parts: Iterable[str] | None = None) -> None:
     """Check the files listed in ``index.json`` against their sha256; ``CorruptSnapshotError`` names the first bad one.
 
-    ``parts`` limits the check to those files or folders (e.g. ``["G_ema"]``, ``[STATE_NAME]``). A snapshot without
-    ``index.json`` (written before leangen recorded checksums) cannot be checked and passes.
+    ``parts`` limits the check to those files or folders (e.g. ``["G_ema"]``, ``[STATE_NAME]``). A snapshot whose
+    ``index.json`` is missing, or lists none of the files asked for, cannot be checked and is refused: a bit flip in
+    it would otherwise load silently (and a garbled training state would surface as a NaN loss much later).
     """
     snapshot = Path(snapshot)
     index_path = snapshot / INDEX_NAME
     if not index_path.is_file():
-        return
+        raise CorruptSnapshotError(f"{snapshot} has no {INDEX_NAME}, so its files cannot be checked against their "
+                                   f"checksums (a partial copy?); use an intact snapshot")
     try:
         files = json.loads(index_path.read_bytes())["files"]
         if not isinstance(files, dict):
@@ -346,9 +348,14 @@ def verify_snapshot(snapshot: str | os.PathLike, parts: Iterable[str] | None = N
     except (ValueError, KeyError, TypeError) as e:
         raise CorruptSnapshotError(f"{index_path} is damaged ({e}), so the snapshot cannot be checked") from None
     wanted = None if parts is None else tuple(parts)
-    for rel, digest in sorted(files.items()):
-        if wanted is not None and not any(rel == p or rel.startswith(p.rstrip("/") + "/") for p in wanted):
-            continue
+    listed = [rel for rel in sorted(files) if wanted is None
+              or any(rel == p or rel.startswith(p.rstrip("/") + "/") for p in wanted)]
+    if not listed:
+        what = "no files" if wanted is None else f"no files of {', '.join(wanted)}"
+        raise CorruptSnapshotError(f"{index_path} lists {what}, so the snapshot cannot be checked; use an intact "
+                                   f"snapshot")
+    for rel in listed:
+        digest = files[rel]
         path = snapshot / rel
         if not path.is_file():
             raise CorruptSnapshotError(f"{path} is missing (listed in {INDEX_NAME})")

@@ -1,13 +1,23 @@
 """``leangen compress``: condense -> prune -> distill a trained translator, then measure teacher vs student."""
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 import click
+
+from leangen.cli.common import device_option, fail
+from leangen.cli.profile import _parse_threads  # the same thread-count list as leangen profile
 
 
 def _hparams(values: tuple[str, ...]) -> dict[str, object]:
     from leangen.train.options import parse_hparam
 
-    return dict(parse_hparam(v) for v in values)
+    try:
+        return dict(parse_hparam(v) for v in values)
+    except ValueError as e:
+        fail(str(e))
+        return {}
 
 
 @click.command(name="compress", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -24,7 +34,7 @@ def _hparams(values: tuple[str, ...]) -> dict[str, object]:
               help="Steps over which λ ramps up linearly.")
 @click.option("--threshold", type=float, default=1e-4, show_default=True,
               help="Prune channels whose ||(γ, β)|| is at or below this ...")
-@click.option("--gmacs", "macs_budget", type=float, default=None,
+@click.option("--gmacs", "macs_budget", type=click.FloatRange(min=0, min_open=True), default=None,
               help="... or prune to at most this many executed GMACs per image (binary search).")
 @click.option("--min-channels", type=click.IntRange(min=1), default=1, show_default=True,
               help="Channels every width keeps at least.")
@@ -32,23 +42,28 @@ def _hparams(values: tuple[str, ...]) -> dict[str, object]:
 @click.option("--batch", type=click.IntRange(min=1), default=None, help="Batch of both training steps.")
 @click.option("--metric", default="psnr", show_default=True, help="Paired metric on the validation split "
               "(psnr, l1, fid_pairs<N>).")
-@click.option("--threads", default="1,2", show_default=True, help="CPU thread counts to time.")
+@click.option("--threads", default="1,2", show_default=True, callback=_parse_threads,
+              help="CPU thread counts to time.")
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--compile/--no-compile", "use_compile", default=True, show_default=True,
               help="Also time torch.compile (compiles once per thread count; reported unavailable where it fails).")
 @click.option("--onnx/--no-onnx", default=True, show_default=True, help="Export both and time ONNX Runtime.")
 @click.option("--condense-hparam", multiple=True, metavar="KEY=VALUE", help="Extra condense hyper-parameter.")
 @click.option("--distill-hparam", multiple=True, metavar="KEY=VALUE", help="Extra distill hyper-parameter.")
-@click.option("--device", default="cpu", show_default=True, help="Training device (timing is always on CPU).")
+@click.option("--overwrite", is_flag=True, help="OUTDIR holds a compression started with other options: remove "
+              "it and start afresh (without it such a rerun is refused).")
+@device_option
 def command(network: str, data: str, outdir: str, preset: str | None, condense_steps: int, sparsity: float,
             sparsity_ramp: int, threshold: float, macs_budget: float | None, min_channels: int, distill_steps: int,
-            batch: int | None, metric: str, threads: str, repeats: int, use_compile: bool, onnx: bool,
-            condense_hparam: tuple[str, ...], distill_hparam: tuple[str, ...], device: str) -> None:
+            batch: int | None, metric: str, threads: list[int], repeats: int, use_compile: bool, onnx: bool,
+            condense_hparam: tuple[str, ...], distill_hparam: tuple[str, ...], overwrite: bool, device: Any) -> None:
     """Compress a trained translator (ResNet, U-Net or ASAP-Net generator): (1) condense: train with a group-lasso
     penalty on the per-channel norm scales, (2) prune the zeroed (or least important) channels structurally, (3)
     distill the pruned student from the condensed teacher, (4) measure params, GMACs, latency (eager PyTorch,
     torch.compile, ONNX Runtime) and the metric of teacher and student. Every step writes OUTDIR/<step>/report.json; the final
-    table is OUTDIR/report.md and the compressed model OUTDIR/student (load it with leangen.load).
+    table is OUTDIR/report.md and the compressed model OUTDIR/student (load it with leangen.load). Training steps
+    snapshot as they go: Ctrl-C (or a crash) keeps them, and rerunning the same command resumes. Training runs on
+    --device; timing is always on the CPU.
 
     \b
     Examples:
@@ -59,13 +74,20 @@ def command(network: str, data: str, outdir: str, preset: str | None, condense_s
       leangen compress --network runs/00001-unet-tiny32-openmoji-seg-32-n64 --data openmoji-seg-32-n64 \\
           --outdir compressed-unet --gmacs 0.001 --no-compile
     """
-    from leangen.compress.pipeline import CompressOptions, render_report, run_pipeline
+    from leangen.compress.pipeline import CompressInterrupted, CompressOptions, render_report, run_pipeline
 
     opts = CompressOptions(
         teacher=network, data=data, outdir=outdir, preset=preset, condense_steps=condense_steps, sparsity=sparsity,
         sparsity_ramp=sparsity_ramp, threshold=threshold, macs_budget=macs_budget, min_channels=min_channels,
         distill_steps=distill_steps, batch=batch, metric=metric,
-        threads=[int(t) for t in threads.split(",") if t.strip()], repeats=repeats, compile=use_compile, onnx=onnx,
-        device=device, hparams={"condense": _hparams(condense_hparam), "distill": _hparams(distill_hparam)})
-    doc = run_pipeline(opts, log=lambda m: click.echo(m, err=True))
+        threads=threads, repeats=repeats, compile=use_compile, onnx=onnx, device=str(device), overwrite=overwrite,
+        hparams={"condense": _hparams(condense_hparam), "distill": _hparams(distill_hparam)})
+    try:
+        doc = run_pipeline(opts, log=lambda m: click.echo(m, err=True))
+    except (CompressInterrupted, KeyboardInterrupt) as e:
+        click.echo(f"Interrupted: {e}." if isinstance(e, CompressInterrupted) else
+                   "Interrupted: the finished steps are kept; rerun the same command to resume.", err=True)
+        sys.exit(130)  # the conventional status after Ctrl-C, as leangen train
+    except ValueError as e:
+        fail(str(e))
     click.echo(render_report(doc))

@@ -6,8 +6,9 @@ import time
 from typing import Any
 
 import click
+import torch
 
-from leangen.cli.common import fail
+from leangen.cli.common import device_option, fail
 
 FORMAT_NAMES = ("auto", "pixelfolder", "cips", "stylegan2", "stylenat", "asapnet")
 
@@ -26,14 +27,17 @@ FORMAT_NAMES = ("auto", "pixelfolder", "cips", "stylegan2", "stylenat", "asapnet
               help="Style generators: z samples for the w average used by truncation (the files store none).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of those z samples.")
+@click.option("--overwrite", is_flag=True, help="Replace the model already in --out (never a training run).")
 @click.option("--list-options", is_flag=True, help="Print every format's options and exit.")
-def command(checkpoint: str | None, fmt: str, out: str | None, options: tuple[str, ...], entry: str | None, w_avg_samples: int,
-            seed: int, list_options: bool) -> None:
+@device_option
+def command(checkpoint: str | None, fmt: str, out: str | None, options: tuple[str, ...], entry: str | None,
+            w_avg_samples: int, seed: int, overwrite: bool, list_options: bool, device: torch.device) -> None:
     """Convert an official checkpoint into a leangen model folder.
 
     Files are read with torch.load(weights_only=True): no pickled code runs, and a file that needs it is refused.
     Every tensor is mapped by name and checked against the configuration read from the shapes; an unknown, partial
-    or mismatched checkpoint stops with one line naming the first offending tensor.
+    or mismatched checkpoint, or one with NaN/inf values, stops with one line naming the first offending tensor.
+    --out must be a new folder (--overwrite replaces a converted model; a training run is never written into).
 
     \b
     Examples:
@@ -56,7 +60,7 @@ def command(checkpoint: str | None, fmt: str, out: str | None, options: tuple[st
     t0 = time.perf_counter()
     try:
         path = convert_to_directory(checkpoint, out, None if fmt == "auto" else fmt, list(options), entry,
-                                    w_avg_samples=w_avg_samples, seed=seed)
+                                    w_avg_samples=w_avg_samples, seed=seed, overwrite=overwrite, device=device)
     except ConversionError:
         raise  # one line through the CLI's error handler
     except (FileNotFoundError, ValueError) as e:

@@ -39,6 +39,23 @@ def _default_run_dir(network: str) -> Path | None:
     return path if path.is_dir() and (path / "training_options.json").is_file() else None
 
 
+def _snapshot_to_use(network: str) -> str:
+    """What ``--network`` loads: for a run directory its newest intact snapshot, said on stderr when that is not the
+    newest (the metric record then names the snapshot measured, not the run's newest)."""
+    from leangen import runs
+
+    path = Path(network)
+    if _default_run_dir(network) is None or not runs.list_snapshots(path):
+        return network
+    snap, skipped = runs.newest_intact_snapshot(path)
+    if snap is None:
+        fail(f"no intact snapshot in {network}: the newest is damaged ({skipped[0][1]})")
+    if skipped:
+        click.echo(f"warning: measuring {snap}, not the newest snapshot: passed over "
+                   f"{', '.join(s.name for s, _ in skipped)} (damaged: {skipped[0][1]})", err=True)
+    return str(snap)
+
+
 def _load(what: str, source: str, device: Any) -> Any:
     return load_model(source, device, ("generator", "likelihood", "translator"), f"leangen eval {what}")
 
@@ -122,7 +139,8 @@ def command(network: str, data: str | None, metrics: list[str] | None, split: st
     from leangen.metrics.registry import MetricWarning, calc_metrics, describe_metric, plan_metrics, report_metric
 
     psi = truncation_psi if truncation_psi is not None else truncation_alias if truncation_alias is not None else 1.0
-    model = _load("--network", network, device)
+    source = _snapshot_to_use(network)
+    model = _load("--network", source, device)
     kind = model_kind(model)
     names = metrics or DEFAULT_METRICS.get(kind)
     if not names:
@@ -155,7 +173,7 @@ def command(network: str, data: str | None, metrics: list[str] | None, split: st
                                    inception_weights=inception_weights, cache_dir=cache_dir, seed=seed,
                                    progress=sys.stderr.isatty() and not as_json,
                                    resize=fid_mode, cov=fid_cov,  # type: ignore[arg-type]
-                                   truncation_psi=psi, snapshot=str(network), split=chosen_split)
+                                   truncation_psi=psi, snapshot=source, split=chosen_split)
     except (InceptionWeightsError, ValueError) as e:
         fail(str(e))
     out_dir = Path(run_dir) if run_dir is not None else _default_run_dir(network)

@@ -11,6 +11,7 @@ Randomness comes from one CPU generator per seed, so a seed gives the same image
 from __future__ import annotations
 
 import inspect
+import math
 import re
 from pathlib import Path
 from typing import Any, Callable
@@ -21,8 +22,16 @@ import torch
 from leangen.cli.common import KIND_NAMES, device_option, fail, load_model, note_kept
 
 
+# Largest --size rendered (pixels per image): 2048 x 2048, e.g. 1024 x 4096. Pixel-synthesis generators (CIPS) hold
+# per-pixel features of every layer; at 4096 x 4096 one image asked for 4 GiB at once.
+MAX_SIZE_PIXELS = 2048 * 2048
+# Smallest --temperature: logits divided by less overflow float32 and the samples come out black.
+MIN_TEMPERATURE = 1e-3
+
+
 def parse_size(text: str) -> tuple[int, int]:
-    """``"256"`` -> (256, 256); ``"256x512"``, ``"256,512"`` or ``"256 512"`` -> (H, W) = (256, 512)."""
+    """``"256"`` -> (256, 256); ``"256x512"``, ``"256,512"`` or ``"256 512"`` -> (H, W) = (256, 512); at most
+    ``MAX_SIZE_PIXELS`` pixels."""
     parts = [p for p in re.split(r"[x×,\s]+", text.strip().lower()) if p]
     try:
         vals = [int(p) for p in parts]
@@ -30,7 +39,17 @@ def parse_size(text: str) -> tuple[int, int]:
         vals = []
     if len(vals) not in (1, 2) or any(v < 1 for v in vals):
         raise ValueError(f"bad --size {text!r}: expected N, 'H W', HxW or H,W with positive integers")
-    return (vals[0], vals[0]) if len(vals) == 1 else (vals[0], vals[1])
+    h, w = (vals[0], vals[0]) if len(vals) == 1 else (vals[0], vals[1])
+    if h * w > MAX_SIZE_PIXELS:
+        raise ValueError(f"--size {h}x{w} is {h * w} pixels per image; the limit is {MAX_SIZE_PIXELS} (2048x2048, "
+                         f"or e.g. 1024x4096)")
+    return h, w
+
+
+def _temperature(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    if not math.isfinite(value) or value < MIN_TEMPERATURE:
+        raise click.BadParameter(f"{value} is not a finite number >= {MIN_TEMPERATURE:g}")
+    return value
 
 
 class _SizeCommand(click.Command):
@@ -76,8 +95,8 @@ def stage_strip(stages: list[torch.Tensor], size: int) -> torch.Tensor:
               help="Also write seedNNNN-stages.png: every stage's image, upsampled, side by side (PixelFolder).")
 @click.option("--size", default=None, metavar="N|'H W'",
               help="Render at another resolution (CIPS): --size 512, --size 256 512 or --size 256x512.")
-@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
-              help="Likelihood models: sampling temperature (< 1: sharper, less varied).")
+@click.option("--temperature", type=float, callback=_temperature, default=1.0, show_default=True,
+              help="Likelihood models: sampling temperature (< 1: sharper, less varied; at least 0.001).")
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True,
               help="Images per forward pass (memory, not results: a seed gives the same image at any batch).")
 @device_option
@@ -177,8 +196,9 @@ def command(ctx: click.Context, network: str, seeds: str, truncation: float, noi
                + (" + grid.png" if grid else "") + (" + per-seed stage strips" if stages else ""))
 
 
-def _save_all(images: torch.Tensor, names: list[str], out: Path, grid: bool) -> None:
-    """Float ``[N, 3, H, W]`` in [-1, 1] -> ``out/<name>.png`` each (+ ``grid.png``)."""
+def _sample(model: Any, seeds: list[int], temperature: float, out: Path, grid: bool) -> None:
+    """One sample per seed, each written as soon as it is drawn: sampling is slow (a forward per pixel or slice),
+    so Ctrl-C or an error in a long seed list keeps every image already done."""
     import numpy as np
     from PIL import Image
 
@@ -186,14 +206,14 @@ def _save_all(images: torch.Tensor, names: list[str], out: Path, grid: bool) -> 
 
     out.mkdir(parents=True, exist_ok=True)
     note_kept(f"Images written before the error stay in {out}")
-    for name, im in zip(names, images):
-        Image.fromarray(to_uint8(im).permute(1, 2, 0).numpy()).save(out / f"{name}.png")
+    done = []
+    for i, seed in enumerate(seeds):
+        image = model.generate([seed], temperature=temperature, output_type="pt")[0]
+        Image.fromarray(to_uint8(image).permute(1, 2, 0).numpy()).save(out / f"seed{seed:04d}.png")
+        done.append(image)
+        if len(seeds) > 1:
+            click.echo(f"{i + 1}/{len(seeds)} images", err=True)
     if grid:
-        Image.fromarray(np.ascontiguousarray(image_grid(images))).save(out / "grid.png")
-    h, w = images.shape[-2:]
-    click.echo(f"wrote {len(names)} image(s) of {h}x{w} to {out}" + (" + grid.png" if grid else ""))
-
-
-def _sample(model: Any, seeds: list[int], temperature: float, out: Path, grid: bool) -> None:
-    images = model.generate(seeds, temperature=temperature, output_type="pt")
-    _save_all(images, [f"seed{s:04d}" for s in seeds], out, grid)
+        Image.fromarray(np.ascontiguousarray(image_grid(torch.stack(done)))).save(out / "grid.png")
+    h, w = done[0].shape[-2:]
+    click.echo(f"wrote {len(seeds)} image(s) of {h}x{w} to {out}" + (" + grid.png" if grid else ""))

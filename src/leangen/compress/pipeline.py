@@ -11,7 +11,11 @@ Layout of ``outdir``::
     report.json, report.md   teacher vs student: sizes, eager / torch.compile / ONNX Runtime latency per thread
                              count (compile: null with the reason where unavailable), metric
 
-A step whose ``report.json`` exists is skipped on a rerun; an interrupted training step resumes from its run.
+A step whose ``report.json`` exists is skipped on a rerun; an interrupted or killed training step resumes from its
+run's newest snapshot (written through ``leangen.runs`` about every tenth of the step). Ctrl-C stops the whole
+pipeline after that snapshot (``CompressInterrupted``), never just the step. Options are checked before any work
+(``leangen.compress.checks``), and ``compress.json`` ties the folder to them: a rerun with other options is refused
+unless ``overwrite`` is set, which starts afresh.
 """
 from __future__ import annotations
 
@@ -49,20 +53,12 @@ class CompressOptions:
     compile_backend: str = "inductor"
     onnx: bool = True
     device: str = "cpu"
+    overwrite: bool = False                # other options than the folder was started with: start afresh
     hparams: dict[str, dict[str, Any]] = field(default_factory=dict)  # per step: extra objective hyper-parameters
 
 
-def _teacher_preset(opts: CompressOptions) -> str:
-    if opts.preset:
-        return opts.preset
-    from leangen.train.options import read_run_options
-
-    path = Path(opts.teacher)
-    for run in (path, path.parent):
-        preset = read_run_options(run).get("preset")
-        if preset:
-            return str(preset).removesuffix("-condense").removesuffix("-distill")
-    raise ValueError(f"cannot tell the preset of {opts.teacher}; pass --preset")
+class CompressInterrupted(RuntimeError):
+    """Ctrl-C (SIGINT/SIGTERM) stopped a step; what was done is kept and a rerun of the same command resumes."""
 
 
 def evaluate(model: nn.Module, opts: CompressOptions) -> float:
@@ -85,38 +81,53 @@ def model_report(model: nn.Module, opts: CompressOptions, **extra: Any) -> dict[
 
 
 def _write(path: Path, doc: dict[str, Any]) -> dict[str, Any]:
+    """A step's ``report.json``, atomically: it marks the step done, so it must never exist half written."""
+    from leangen.utils.files import write_json_atomic
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2) + "\n")
+    write_json_atomic(path, doc)
     return doc
 
 
 def _train(stage: Path, preset: str, opts: CompressOptions, steps: int, hparams: dict[str, Any],
            overrides: dict[str, dict[str, Any]]) -> Path:
-    """Run (or resume) one training step of the pipeline; returns its run directory."""
+    """Run (or resume) one training step of the pipeline; returns its run directory. ``CompressInterrupted`` when
+    Ctrl-C stopped it (after its snapshot)."""
+    from leangen import runs
     from leangen.train import TrainOptions, train
+    from leangen.train.options import resolve_options
 
     runs_dir = stage / "runs"
-    existing = sorted(p for p in runs_dir.glob("*") if p.is_dir()) if runs_dir.is_dir() else []
-    if existing:
-        result = train(TrainOptions(resume=str(existing[-1]), steps=steps, device=opts.device, progress=False))
+    existing = runs.latest_run(runs_dir)  # a run killed before its first snapshot has none: it is started anew
+    if existing is not None:
+        result = train(TrainOptions(resume=str(existing), steps=steps, device=opts.device, progress=False))
     else:
+        # A snapshot about every tenth of the step (one tick each), so a killed step loses little.
+        resolved = resolve_options(TrainOptions(preset=preset, data=opts.data, batch=opts.batch))
+        batch = int(resolved.batch)  # type: ignore[arg-type]
         result = train(TrainOptions(preset=preset, data=opts.data, outdir=str(runs_dir), steps=steps,
-                                    batch=opts.batch, device=opts.device, progress=False, metrics=[],
-                                    snap=10**6, tick=10**6, hparams=hparams, overrides=overrides))
+                                    batch=opts.batch, device=opts.device, progress=False, metrics=[], keep=2,
+                                    snap=1, tick=max(1, steps // 10) * batch / 1000, hparams=hparams,
+                                    overrides=overrides))
+    if result.status != "done":
+        raise CompressInterrupted(f"{stage.name} stopped at step {result.step} of {steps}; its snapshot is in "
+                                  f"{result.run_dir}. Rerun the same command to resume")
     return result.run_dir
 
 
 def run_pipeline(opts: CompressOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run every step not yet done; returns the final report (also ``outdir/report.json``)."""
+    """Run every step not yet done; returns the final report (also ``outdir/report.json``). ``ValueError`` (one
+    line) for options that cannot work, before any training; ``CompressInterrupted`` after Ctrl-C."""
     import leangen
+    from leangen.compress.checks import check_options, claim_outdir
     from leangen.compress.condense import channel_scores, histogram
     from leangen.compress.deploy import measure_latency, size_report
     from leangen.compress.prune import prune
     from leangen.ops.prunable import with_affine_norms
 
     out = Path(opts.outdir)
-    base = _teacher_preset(opts)
-    teacher = leangen.load(opts.teacher)
+    teacher, base = check_options(opts)
+    claim_outdir(opts)
     d_over = {"D": {"num_classes": int(teacher.num_classes)}}  # type: ignore[attr-defined]
 
     # 1. Condense: sparsity training of an affine-norm copy, started from the teacher's weights.

@@ -123,3 +123,11 @@ def prune(model: nn.Module, threshold: float | None = 1e-4, macs_budget: float |
                 macs_before=macs_before, macs_after=executed_macs(mtype, dict(pruned.config)),  # type: ignore[arg-type]
                 min_channels=min_channels, kept=[k.tolist() for k in kept])
     return pruned, info
+
+
+def narrowest_macs(model: nn.Module, min_channels: int = 1) -> int:
+    """Executed MACs per image of ``model`` pruned to ``min_channels`` per width: the smallest budget it can meet."""
+    config = dict(model.config)  # type: ignore[attr-defined]
+    widths = list(config.get("channels") or model.widths)  # type: ignore[attr-defined]
+    config["channels"] = [min(int(min_channels), int(w)) for w in widths]
+    return executed_macs(model.model_type, config)  # type: ignore[attr-defined]

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch
 
-from leangen.convert.common import ConversionError, file_sha256, Options, StateReader, parse_options, pick_state, read_checkpoint
+from leangen.convert.common import (ConversionError, Options, StateReader, check_finite, file_sha256, parse_options,
+                                   pick_state, read_checkpoint)
 
 if TYPE_CHECKING:
     from leangen.models.base import PretrainedModel
@@ -64,7 +65,7 @@ def detect_format(state: Mapping[str, "torch.Tensor"]) -> str | None:
 
 def convert_checkpoint(path: str | os.PathLike, fmt: str | None = None,
                        options: Mapping[str, Any] | list[str] | None = None, which: str | None = None,
-                       w_avg_samples: int = 10_000, seed: int = 0) -> "PretrainedModel":
+                       w_avg_samples: int = 10_000, seed: int = 0, device: Any = None) -> "PretrainedModel":
     """Read an official checkpoint and return the leangen model (eval mode, CPU) that computes its function.
 
     ``fmt``: one of ``formats()`` (default: detected from the keys; a given format that the keys contradict is
@@ -103,19 +104,45 @@ def convert_checkpoint(path: str | os.PathLike, fmt: str | None = None,
         else:
             from leangen.convert.common import estimate_w_avg
 
-            estimate_w_avg(model, samples=w_avg_samples, seed=seed)
+            # On ``device`` when given (the CLI's --device): 10k mapping passes; the model comes back on the CPU.
+            estimate_w_avg(model.to(device or "cpu"), samples=w_avg_samples, seed=seed)
+            model.cpu()
             record["w_avg"] = {"estimated_from_z": w_avg_samples, "seed": seed,
                                "note": "the checkpoint stores no w average; mean of mapping(z), z ~ N(0, I)"}
+    check_finite(model, path)  # NaN weights, a NaN latent_avg: refused rather than a model that draws black images
     model.conversion = record  # type: ignore[assignment]
     return model.eval()
 
 
 def convert_to_directory(path: str | os.PathLike, out: str | os.PathLike, fmt: str | None = None,
                          options: Mapping[str, Any] | list[str] | None = None, which: str | None = None,
-                         w_avg_samples: int = 10_000, seed: int = 0) -> Path:
-    """``convert_checkpoint`` then ``save_pretrained(out)``; ``config.json`` gets the record as ``converted_from``."""
-    model = convert_checkpoint(path, fmt, options, which, w_avg_samples, seed)
+                         w_avg_samples: int = 10_000, seed: int = 0, overwrite: bool = False,
+                         device: Any = None) -> Path:
+    """``convert_checkpoint`` then ``save_pretrained(out)``; ``config.json`` gets the record as ``converted_from``.
+
+    ``out`` must not hold a model already (``overwrite`` replaces it), nor a training run or snapshot (whose
+    ``generate``/``eval`` the model would shadow): ``ValueError`` before anything is read."""
+    check_out_folder(out, overwrite)
+    model = convert_checkpoint(path, fmt, options, which, w_avg_samples, seed, device)
     return model.save_pretrained(out, extra={"converted_from": model.conversion})  # type: ignore[attr-defined]
+
+
+def check_out_folder(out: str | os.PathLike, overwrite: bool = False) -> None:
+    """``ValueError`` when ``out`` is a training run, a snapshot, part of one, or (without ``overwrite``) a folder
+    that already holds a model or other files."""
+    from leangen import runs
+    from leangen.models.base import CONFIG_NAME
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder")
+    for p in (out, *out.parents):
+        if (p / "training_options.json").is_file() or (p / runs.STATE_NAME).is_file():
+            raise ValueError(f"--out {out} is inside the training run or snapshot {p}; a model there would shadow it "
+                             f"for generate/eval: choose another folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        held = "a model" if (out / CONFIG_NAME).is_file() else "files"
+        raise ValueError(f"--out {out} already holds {held}; pass --overwrite to replace it, or choose a new folder")
 
 
 def looks_like_checkpoint(path: str | os.PathLike) -> bool:
@@ -125,4 +152,4 @@ def looks_like_checkpoint(path: str | os.PathLike) -> bool:
 
 
 __all__ = ["ConversionError", "Format", "FORMATS", "convert_checkpoint", "convert_to_directory", "detect_format",
-           "formats", "looks_like_checkpoint", "register_format"]
+           "check_out_folder", "formats", "looks_like_checkpoint", "register_format"]

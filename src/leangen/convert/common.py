@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import math
 import re
+import struct
 import zipfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -52,18 +54,39 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        text = str(e)
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-        if found:
-            raise ConversionError(
-                f"{path} stores more than tensors (it pickles {found.group(1)}); leangen reads checkpoints with "
-                f"torch.load(weights_only=True) and runs no pickled code. Re-save its state dict where you trust the "
-                f"file: torch.save(torch.load(CKPT, weights_only=False)['g_ema'], 'g_ema.pt')") from None
-        raise ConversionError(f"{path} is not a PyTorch checkpoint (it does not unpickle as tensors)") from None
-    except (EOFError, zipfile.BadZipFile, RuntimeError, ValueError) as e:
-        what = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ConversionError(f"{path} is truncated or not a PyTorch checkpoint ({what[:200]})") from None
+    except TORCH_LOAD_ERRORS as e:
+        raise ConversionError(f"{path} {describe_load_error(e)}") from None
+
+
+# What ``torch.load(weights_only=True)`` raises for a file that is not a checkpoint: a text file that starts with a
+# pickle opcode ends in IndexError/KeyError/struct.error inside the unpickler, not in UnpicklingError.
+TORCH_LOAD_ERRORS = (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, RuntimeError, ValueError, IndexError,
+                     KeyError, TypeError, AttributeError, OverflowError, struct.error, UnicodeDecodeError)
+
+
+def describe_load_error(e: BaseException) -> str:
+    """The end of one line saying why ``torch.load(weights_only=True)`` refused a file (after its name): PyTorch's
+    own text runs to several lines and suggests ``weights_only=False``, which would run the file's pickled code."""
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e)) if isinstance(e, pickle.UnpicklingError) else None
+    if found:
+        return (f"stores more than tensors (it pickles {found.group(1)}); leangen reads it with "
+                f"torch.load(weights_only=True) and runs no pickled code. Where you trust the file, re-save just its "
+                f"state dict: torch.save(torch.load(F, weights_only=False)['g_ema'], 'g_ema.pt')")
+    if isinstance(e, (pickle.UnpicklingError, IndexError, KeyError, TypeError, AttributeError, OverflowError,
+                      struct.error, UnicodeDecodeError)):
+        return "is not a PyTorch checkpoint (it does not unpickle as tensors)"
+    what = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return f"is truncated or not a PyTorch checkpoint ({what[:200]})"
+
+
+def check_finite(model: nn.Module, source: str | os.PathLike) -> None:
+    """``ConversionError`` naming the first parameter or buffer with NaN or infinite values: such a model converts
+    without complaint and then draws black images."""
+    for name, t in (*model.named_parameters(), *model.named_buffers()):
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise ConversionError(f"{source}: {name!r} has {bad} non-finite value(s) (NaN or inf) after conversion; "
+                                  f"the checkpoint (or an --option) is damaged")
 
 
 def _is_state(obj: Any) -> bool:
@@ -203,7 +226,13 @@ def parse_options(items: Iterable[str] | Mapping[str, Any] | None) -> dict[str, 
         key, sep, value = str(item).partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--option takes KEY=VALUE, got {item!r}")
-        out[key.strip().replace("-", "_")] = _parse_value(value.strip())
+        key = key.strip().replace("-", "_")
+        if key in out:
+            raise ValueError(f"--option {key} is given twice; give each option once")
+        parsed = _parse_value(value.strip())
+        if isinstance(parsed, float) and not math.isfinite(parsed):
+            raise ValueError(f"--option {item}: the value must be a finite number")
+        out[key] = parsed
     return out
 
 

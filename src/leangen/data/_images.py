@@ -8,6 +8,7 @@ import io
 import json
 import os
 import struct
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -158,6 +159,48 @@ class ImageSource:
             return decode_rgb(data)
         except DECODE_ERRORS as e:
             raise ImageReadError(name, self.path, describe_error(e)) from None
+
+
+# Pixels an image file may declare before it is refused unread: Pillow's own decompression-bomb threshold (~89 M,
+# e.g. 9459 x 9459), which it only warns about; a 20000 x 20000 PNG of a few KB would otherwise be decoded.
+MAX_IMAGE_PIXELS = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
+
+
+def open_image(path: str | os.PathLike, modes: tuple[str, ...] | None = None,
+               max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """``Image.open(path)`` after checking its header: one-line ``ValueError`` naming the file when it is not an
+    image, declares more than ``max_pixels`` pixels (a decompression bomb) or, with ``modes``, has another mode.
+    Only the header has been read; ``read_image`` decodes. Close what it returns (``with open_image(...) as im``)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # the header alone says so: stop there
+            im = Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ValueError(f"{path}: refused, it declares more pixels than the limit of {max_pixels} "
+                         f"({describe_error(e).split('.')[0]})") from None
+    except DECODE_ERRORS as e:
+        raise ValueError(f"{path}: not a readable image ({describe_error(e)})") from None
+    w, h = im.size
+    if w < 1 or h < 1 or w * h > max_pixels:
+        im.close()
+        raise ValueError(f"{path}: refused, it declares {w}x{h} = {w * h} pixels (the limit is {max_pixels})")
+    if modes is not None and im.mode not in modes:
+        mode = im.mode
+        im.close()
+        raise ValueError(f"{path}: a {mode} image; expected one of the modes {', '.join(modes)}")
+    return im
+
+
+def read_image(path: str | os.PathLike, modes: tuple[str, ...] | None = None, rgb: bool = False,
+               dtype: Any = None) -> np.ndarray:
+    """The pixels of ``path`` as an array (``rgb``: converted to RGB ``[H, W, 3]`` uint8, alpha over white), after
+    the checks of ``open_image``; a truncated or corrupt file is a one-line ``ValueError`` naming it."""
+    with open_image(path, modes) as im:
+        try:
+            im.load()
+            return np.asarray(to_rgb(im)) if rgb else np.asarray(im, dtype=dtype)
+        except DECODE_ERRORS as e:
+            raise ValueError(f"{path}: not a readable image ({describe_error(e)})") from None
 
 
 def describe_error(e: BaseException) -> str:

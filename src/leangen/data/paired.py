@@ -167,16 +167,13 @@ def label_map_files(path: Path) -> list[Path]:
 def read_label_map(file: Path) -> np.ndarray:
     """One indexed (P) or greyscale (L, I) PNG -> int64 ``[H, W]`` class ids; ``ValueError`` naming the file for
     colour images and unreadable files."""
-    from PIL import Image
+    from leangen.data._images import open_image, read_image
 
-    try:
-        with Image.open(file) as im:
-            if im.mode not in ("P", "L", "I", "I;16"):
-                raise ValueError(f"{file}: a {im.mode} image; label maps are indexed (P) or greyscale (L) PNGs "
-                                 f"whose pixel values are class ids")
-            return np.asarray(im, dtype=np.int64)
-    except OSError as e:
-        raise ValueError(f"{file}: not a readable PNG ({e})") from None
+    with open_image(file) as im:  # the header first: size, pixel count (decompression bombs) and mode
+        if im.mode not in ("P", "L", "I", "I;16"):
+            raise ValueError(f"{file}: a {im.mode} image; label maps are indexed (P) or greyscale (L, 16-bit I;16) "
+                             f"PNGs whose pixel values are class ids")
+    return read_image(file, dtype=np.int64)
 
 
 def read_label_maps(path: Path) -> tuple[torch.Tensor, list[str]]:

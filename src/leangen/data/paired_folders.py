@@ -32,6 +32,8 @@ from PIL import Image
 from leangen.data.paired import PairedDataset, read_label_map
 
 PAIRS_MARKER = "paired"
+# Class ids a paired folder can store: its label maps are 16-bit PNGs beyond 256 classes.
+MAX_LABEL_CLASSES = 1 << 16
 
 
 def is_pairs_folder(path: str | os.PathLike) -> bool:
@@ -82,11 +84,9 @@ def colours_to_ids(rgb: np.ndarray, palette: list[tuple[int, int, int]], where: 
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except OSError as e:
-        raise ValueError(f"{path}: not a readable image ({e})") from None
+    from leangen.data._images import read_image
+
+    return read_image(path, rgb=True)  # header checked first (decompression bombs), one-line errors
 
 
 def _label_ids(path: Path, palette: list[tuple[int, int, int]] | None) -> np.ndarray:
@@ -97,9 +97,18 @@ def _label_ids(path: Path, palette: list[tuple[int, int, int]] | None) -> np.nda
 
 
 def _png_names(folder: Path) -> dict[str, Path]:
+    """``{stem: file}`` of the PNG/JPEG files of ``folder``; ``ValueError`` when two files share a stem (``p0.png`` and
+    ``p0.jpg``): which one is the pair would be a guess."""
     if not folder.is_dir():
         raise ValueError(f"{folder} is not a folder")
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in (".png", ".jpg", ".jpeg")}
+    out: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() not in (".png", ".jpg", ".jpeg") or p.name.startswith("."):
+            continue
+        if p.stem in out:
+            raise ValueError(f"{out[p.stem]} and {p} have the same name; keep one of them")
+        out[p.stem] = p
+    return out
 
 
 def load_pair_sources(*, labels: str | os.PathLike | None = None, images: str | os.PathLike | None = None,
@@ -190,17 +199,19 @@ def write_pairs(dataset: PairedDataset, dest: str | os.PathLike, sources: dict[s
     dest = Path(dest)
     if dest.exists():
         raise ValueError(f"{dest} already exists; choose a new folder")
+    if dataset.num_classes > MAX_LABEL_CLASSES:
+        raise ValueError(f"{dataset.num_classes} classes: a paired folder stores class ids in 16-bit PNGs, which hold "
+                         f"at most {MAX_LABEL_CLASSES}")
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
         (tmp / "labels").mkdir(), (tmp / "images").mkdir()
         if dataset.instances is not None:
             (tmp / "instances").mkdir()
-        mode = "L" if dataset.num_classes <= 256 else "I"
+        # 8-bit PNGs up to 256 classes, 16-bit (mode I;16, read back losslessly) beyond: Pillow writes no 32-bit PNG
+        dtype = np.uint8 if dataset.num_classes <= 256 else np.uint16
         for i, name in enumerate(dataset.names):
-            lab = dataset.labels[i].numpy()
-            Image.fromarray(lab.astype(np.uint8) if mode == "L" else lab.astype(np.int32), mode).save(
-                tmp / "labels" / f"{name}.png")
+            Image.fromarray(dataset.labels[i].numpy().astype(dtype)).save(tmp / "labels" / f"{name}.png")
             Image.fromarray(dataset.images[i].permute(1, 2, 0).numpy()).save(tmp / "images" / f"{name}.png")
             if dataset.instances is not None:
                 Image.fromarray(_uint16_ids(dataset.instances[i].numpy(), name)).save(tmp / "instances" / f"{name}.png")

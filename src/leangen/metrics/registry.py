@@ -80,6 +80,11 @@ def plan_metrics(names: Sequence[str], model: Any, dataset: Any = None, *, teach
         if spec.compute is None and spec.consumes not in EVALUATORS:
             raise ValueError(f"metric {spec.name}: nothing computes {spec.consumes!r} metrics")
         _check_fit(spec, model, dataset, teacher, snapshot)
+        if spec.uses_inception and dataset is not None:  # covariances and kernels need two of each
+            n_out, n_ref = _sizes(spec, model, dataset)
+            if min(n_out, n_ref) < 2:
+                raise ValueError(f"metric {spec.name} needs at least 2 images on each side; the data has "
+                                 f"{num_unflipped(dataset)}")
     check_memory([(s, *_sizes(s, model, dataset)) for s in specs if s.uses_inception])
     return specs
 

@@ -57,6 +57,8 @@ class ASAPNet(Translator):
     ``lr_max_width`` (a pruned model keeps them in its config, unused).
     """
 
+    prunable = True
+
     def __init__(self, num_classes: int = 13, resolution: int = 512, aspect: int = 1, downsampling: int | None = None,
                  learned_ds: int = 16, lr_width: int = 64, lr_max_width: int = 1024, lr_depth: int = 7,
                  hr_width: int = 64, hr_depth: int = 5, instance_edge: bool = False,
@@ -72,6 +74,7 @@ class ASAPNet(Translator):
         self.num_classes, self.img_resolution = num_classes, resolution
         self.img_height, self.img_width = resolution, resolution * aspect
         self.tile, self.fixed_ds = tile, tile // learned_ds
+        self.size_multiple = tile
         if reflection_pad and replicate_pad:
             raise ValueError("choose one of reflection_pad and replicate_pad")
         self.instance_edge = instance_edge

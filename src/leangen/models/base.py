@@ -298,6 +298,16 @@ class Translator(PretrainedModel):
     img_channels: int = 3
 
     in_channels: int | None = None  # set by translators built for image input (CycleGAN / image-to-image)
+    prunable: ClassVar[bool] = False  # declares channel_groups() (leangen.ops.prunable): leangen compress takes it
+    size_multiple: int = 1            # input height and width must be multiples of this (2**downsamplings, tile)
+    min_input_size: int = 1           # ... and at least this (reflection padding at the coarsest level)
+
+    def check_input_size(self, height: int, width: int) -> None:
+        """``ValueError`` for an input of ``height`` x ``width`` this translator cannot map to the same size."""
+        m, low = int(self.size_multiple), max(int(self.min_input_size), int(self.size_multiple))
+        if height % m or width % m or height < low or width < low:
+            raise ValueError(f"a {width}x{height} input; this model needs sides that are multiples of {m}, at least "
+                             f"{low}")
 
     @property
     def input_kind(self) -> str:

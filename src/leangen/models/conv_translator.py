@@ -42,6 +42,7 @@ class ConvTranslator(Translator):
         if resolution % (2 ** downsamples):
             raise ValueError(f"resolution {resolution} must be divisible by 2**downsamples = {2 ** downsamples}")
         self.num_classes, self.img_resolution = num_classes, resolution
+        self.size_multiple = 2 ** downsamples
         self.stem = nn.Conv2d(num_classes, width, 3, padding=1)
         self.down = nn.ModuleList(nn.Conv2d(width * 2 ** i, width * 2 ** (i + 1), 4, stride=2, padding=1)
                                   for i in range(downsamples))

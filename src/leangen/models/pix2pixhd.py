@@ -40,6 +40,8 @@ class Pix2PixHDGlobal(Translator):
         self.num_classes, self.img_resolution = num_classes, resolution
         self.img_height, self.img_width = resolution, resolution * aspect
         self.instance_edge, self.tile = instance_edge, 2 ** n_down
+        # reflection padding: 3 px at full resolution, 1 px at the bottleneck (so it needs 2 px there)
+        self.size_multiple, self.min_input_size = self.tile, max(4, 2 * self.tile)
         cin = num_classes + int(instance_edge)
         layers: list[nn.Module] = [nn.Conv2d(cin, ngf, 7, padding=3, padding_mode="reflect"), *_norm_relu(ngf)]
         for i in range(n_down):

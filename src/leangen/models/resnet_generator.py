@@ -48,6 +48,8 @@ class _Block(nn.Module):
 class ResnetGenerator(Translator):
     """``labels int [B, R, R]`` (or images ``[B, in_channels, R, R]``) -> image ``[B, 3, R, R]`` in (-1, 1)."""
 
+    prunable = True
+
     def __init__(self, num_classes: int = 9, resolution: int = 256, ngf: int = 64, n_blocks: int = 9,
                  n_down: int = 2, channels: list[int] | None = None, norm_affine: bool = False,
                  in_channels: int | None = None) -> None:
@@ -56,6 +58,8 @@ class ResnetGenerator(Translator):
             raise ValueError(f"resolution {resolution} must be divisible by 2**n_down = {2 ** n_down}")
         self.num_classes, self.img_resolution = num_classes, resolution
         self.n_down, self.n_blocks, self.in_channels = n_down, n_blocks, in_channels
+        # reflection padding: 3 px at full resolution, 1 px at the bottleneck (so it needs 2 px there)
+        self.size_multiple, self.min_input_size = 2 ** n_down, max(4, 2 ** (n_down + 1))
         # channels = [stem, down_1 .. down_n (the last is the trunk), block_1 .. block_B (inner), up_1 .. up_n]
         trunk_default = ngf * 2 ** n_down
         c = list(channels) if channels is not None else default_widths(ngf, n_down) + [trunk_default] * n_blocks + \

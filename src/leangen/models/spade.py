@@ -31,6 +31,7 @@ class SPADEGenerator(Translator):
         self.num_classes, self.img_resolution = num_classes, resolution
         self.img_height, self.img_width = resolution, resolution * aspect
         self.instance_edge, self.num_up, self.tile = instance_edge, num_up, 2 ** num_up
+        self.size_multiple = self.tile
         lc = num_classes + int(instance_edge)
         self.fc = nn.Conv2d(lc, 16 * nf, 3, padding=1)
         self.head_0 = SPADEResBlock(16 * nf, 16 * nf, lc, hidden)

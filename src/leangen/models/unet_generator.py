@@ -39,6 +39,8 @@ class UnetGenerator(Translator):
     ``num_downs - 1 .. 1`` (``2 * num_downs - 3`` entries; default: each level's pix2pix width).
     """
 
+    prunable = True
+
     def __init__(self, num_classes: int = 9, resolution: int = 256, ngf: int = 64, num_downs: int = 8,
                  norm: str = "batch", dropout: float = 0.0, in_channels: int | None = None,
                  channels: list[int] | None = None, norm_affine: bool = False) -> None:
@@ -48,6 +50,7 @@ class UnetGenerator(Translator):
         if num_downs < 2:
             raise ValueError("num_downs must be >= 2")
         self.num_classes, self.img_resolution, self.in_channels = num_classes, resolution, in_channels
+        self.size_multiple = 2 ** num_downs
         n = num_downs
         bias = norm != "batch"
         enc = [ngf * min(2 ** i, 8) for i in range(n)]

@@ -208,8 +208,11 @@ def load_state_dict(path: str | os.PathLike) -> OrderedDict[str, torch.Tensor]:
             sd = torch.load(str(path), map_location="cpu", weights_only=True)
             if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
                 sd = sd["state_dict"]
-    except Exception as e:  # corrupt/foreign file: say which and what to do instead of a deep traceback
-        raise InceptionWeightsError(f"cannot read Inception weights {str(path)!r}: {e}; {_WHEEL_HINT}") from e
+    except Exception as e:  # corrupt/foreign file: say which and what to do, in one line, not torch's advice
+        from leangen.convert.common import describe_load_error
+
+        raise InceptionWeightsError(f"cannot read Inception weights: {path} {describe_load_error(e)}; "
+                                    f"{_WHEEL_HINT}") from None
     if not isinstance(sd, dict):
         raise InceptionWeightsError(f"{path} does not contain a state dict; {_WHEEL_HINT}")
     return _adapt_state_dict(sd, str(path))

@@ -1,0 +1,156 @@
+"""What ``leangen compress`` checks before any training, and how a rerun recognises its own output folder.
+
+Every check raises ``ValueError`` with one line: a missing teacher, a teacher that is not a prunable label-map
+translator, a teacher whose preset has no compression stages, an unknown or non-paired metric, unpaired data,
+thread counts that are not positive, a MACs budget that is not finite and positive or below what the narrowest
+model (``min_channels`` per width) executes.
+
+``OUTDIR/compress.json`` records the options that decide the results. A rerun with the same options resumes; with
+other options it is refused (``--overwrite`` starts afresh, removing that folder's earlier results).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from leangen.compress.pipeline import CompressOptions
+
+IDENTITY_NAME = "compress.json"
+# Options that do not change what the pipeline computes (where it trains, whether to redo it).
+_NOT_IDENTITY = ("device", "overwrite")
+
+
+def teacher_preset(opts: "CompressOptions") -> str:
+    """The teacher's preset: ``opts.preset``, else the one recorded by its run (the teacher may be the run, one of
+    its snapshots or a folder inside the run)."""
+    if opts.preset:
+        return opts.preset
+    from leangen.train.options import read_run_options
+
+    path = Path(opts.teacher).expanduser().resolve()
+    for run in (path, *list(path.parents)[:3]):  # run/, run/checkpoints/snapshot-*/, run/checkpoints/snapshot-*/G
+        preset = read_run_options(run).get("preset")
+        if preset:
+            return str(preset).removesuffix("-condense").removesuffix("-distill")
+    raise ValueError(f"cannot tell the preset of {opts.teacher}; pass --preset")
+
+
+def check_options(opts: "CompressOptions") -> tuple[Any, str]:
+    """Validate ``opts`` (see the module doc); returns the loaded teacher and its preset."""
+    import leangen
+    from leangen.registry import get_preset
+
+    if not opts.threads or any(not isinstance(t, int) or isinstance(t, bool) or t < 1 for t in opts.threads):
+        raise ValueError(f"--threads takes positive thread counts such as 1,2; got {opts.threads}")
+    path = Path(opts.teacher).expanduser()
+    if not path.exists():
+        raise ValueError(f"no teacher at {opts.teacher}: give a run directory, snapshot or saved model of a trained "
+                         f"translator")
+    try:
+        teacher = leangen.load(path)
+    except (FileNotFoundError, ValueError, KeyError, OSError) as e:
+        raise ValueError(f"cannot load the teacher {opts.teacher}: {_first_line(e)}") from None
+    what = f"{opts.teacher} holds a {getattr(teacher, 'kind', 'network')} ({getattr(teacher, 'model_type', '?')})"
+    if getattr(teacher, "kind", None) != "translator" or getattr(teacher, "input_kind", "labels") != "labels":
+        raise ValueError(f"{what}; leangen compress needs a trained label-map translator (ResNet, U-Net, ASAP-Net)")
+    if not teacher.prunable:
+        raise ValueError(f"{what} without prunable channels; leangen compress works on ResNet, U-Net and ASAP-Net "
+                         f"translators")
+    base = teacher_preset(opts)
+    for stage in ("condense", "distill"):
+        try:
+            get_preset(f"{base}-{stage}")
+        except KeyError:
+            raise ValueError(f"preset {base!r} has no {base}-{stage} stage; pass the teacher's --preset") from None
+    _check_data_and_metric(opts, teacher)
+    if opts.macs_budget is not None:
+        _check_budget(opts, teacher)
+    return teacher, base
+
+
+def _check_data_and_metric(opts: "CompressOptions", teacher: Any) -> None:
+    from leangen.metrics.registry import parse_metric, plan_metrics
+    from leangen.tasks import is_paired, open_eval_data
+
+    try:
+        spec = parse_metric(opts.metric)
+    except ValueError as e:
+        raise ValueError(f"--metric {opts.metric}: {_first_line(e)}") from None
+    if spec.consumes != "paired":
+        raise ValueError(f"--metric {opts.metric} does not measure translated pairs; use psnr, l1 or fid_pairs<N>")
+    try:
+        val = open_eval_data(opts.data, teacher, split="val")
+    except (FileNotFoundError, ValueError, OSError, KeyError) as e:
+        raise ValueError(f"cannot open --data {opts.data}: {_first_line(e)}") from None
+    if not is_paired(val):
+        raise ValueError(f"--data {opts.data} holds no label map -> image pairs; compress distills on paired data")
+    plan_metrics([opts.metric], teacher, val)
+
+
+def _check_budget(opts: "CompressOptions", teacher: Any) -> None:
+    from leangen.compress.prune import narrowest_macs
+
+    budget = opts.macs_budget
+    if not isinstance(budget, (int, float)) or not math.isfinite(budget) or budget <= 0:
+        raise ValueError(f"--gmacs must be a positive number of GMACs per image, got {budget}")
+    floor = narrowest_macs(teacher, opts.min_channels) / 1e9
+    if budget < floor:
+        raise ValueError(f"--gmacs {budget:g} is below what the narrowest model ({opts.min_channels} channel(s) per "
+                         f"width) executes, {floor:.6g} GMACs per image; give at least that")
+
+
+def identity(opts: "CompressOptions") -> dict[str, Any]:
+    """The options that decide the pipeline's results, with the teacher as an absolute path."""
+    doc = {k: v for k, v in dataclasses.asdict(opts).items() if k not in _NOT_IDENTITY}
+    doc["teacher"] = str(Path(opts.teacher).expanduser().resolve())
+    data = Path(opts.data).expanduser()
+    doc["data"] = str(data.resolve()) if data.exists() else opts.data
+    return json.loads(json.dumps(doc))  # tuples -> lists, so it compares equal to what was read back
+
+
+def claim_outdir(opts: "CompressOptions") -> None:
+    """Resume, refuse or start afresh in ``opts.outdir`` (see the module doc); records the identity first."""
+    from leangen.utils.files import write_json_atomic
+
+    out = Path(opts.outdir)
+    mine = identity(opts)
+    record = out / IDENTITY_NAME
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--outdir {out} is a file")
+    if record.is_file():
+        try:
+            theirs = json.loads(record.read_text())
+        except ValueError:
+            theirs = {}
+        if theirs != mine and not opts.overwrite:
+            raise ValueError(f"{out} holds a compression started with other options ({_diff(theirs, mine)}); rerun "
+                             f"with the same options to resume, or pass --overwrite to start afresh")
+        if theirs != mine:
+            shutil.rmtree(out)
+    elif out.is_dir() and any(out.iterdir()):
+        if not opts.overwrite or not _looks_like_ours(out):
+            raise ValueError(f"{out} is not empty and holds no {IDENTITY_NAME}; choose a new --outdir")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(record, mine)
+
+
+def _looks_like_ours(out: Path) -> bool:
+    """A folder written by an older leangen compress (before ``compress.json``): only step folders and reports."""
+    known = {"condense", "prune", "distill", "student", "onnx", "report.json", "report.md"}
+    return all(p.name in known for p in out.iterdir())
+
+
+def _diff(a: dict[str, Any], b: dict[str, Any]) -> str:
+    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    return ", ".join(f"{k}: {a.get(k)!r} before, {b.get(k)!r} now" for k in keys[:3]) or "unreadable record"
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+    return (text.strip().splitlines() or [type(e).__name__])[0]
