@@ -1,6 +1,7 @@
 """Helpers shared by the benchmark scripts: environment header, Markdown tables, JSON + Markdown output files."""
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import re
@@ -13,12 +14,32 @@ import torch
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def add_policy_args(ap: Any) -> None:
+    """``--deterministic`` and ``--tf32/--no-tf32`` of the execution policy (``--device`` is each script's own)."""
+    ap.add_argument("--deterministic", action="store_true", help="TF32 off, deterministic kernels (GPU)")
+    ap.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=None, help="TF32 on CUDA (default: on)")
+
+
+def activate_policy(args: Any) -> torch.device:
+    """Build and activate the execution policy from ``--device`` (+ ``add_policy_args``); returns its device."""
+    from leangen.execution import ExecutionPolicy
+
+    policy = ExecutionPolicy.create(args.device, tf32=getattr(args, "tf32", None),
+                                    deterministic=bool(getattr(args, "deterministic", False)))
+    return policy.activate().device
+
+
 def environment(device: torch.device) -> dict[str, Any]:
-    """Where and with what a benchmark ran (saved beside every result, per the timing protocol)."""
+    """Where and with what a benchmark ran (saved beside every result, per the timing protocol), with the execution
+    policy it ran under (TF32, determinism, compile mode)."""
+    import dataclasses
+
+    from leangen.execution import current_policy
     from leangen.profile import device_name
     from leangen.utils.allocator import cpu_allocator_state
 
     return dict(device=str(device), device_name=device_name(device), torch_version=torch.__version__,
+                execution=dataclasses.replace(current_policy(), device=device).record(),
                 cpu_allocator=cpu_allocator_state(),
                 threads=torch.get_num_threads(), cuda=torch.version.cuda,
                 date=_dt.datetime.now().isoformat(timespec="seconds"), python=sys.version.split()[0], argv=sys.argv[1:])

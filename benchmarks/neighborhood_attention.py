@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS as RESULTS_DIR, device_tag, environment, fmt, md_table, write_results  # noqa: E402
+from _common import (activate_policy, add_policy_args, RESULTS as RESULTS_DIR, device_tag,  # noqa: E402
+                     environment, fmt, md_table, write_results)
 from pixel_synthesis import machine_check  # noqa: E402
 
 HEADS, HEAD_DIM, KERNEL = 4, 32, 7
@@ -171,6 +172,7 @@ def markdown(payload: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cpu")
+    add_policy_args(ap)
     ap.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128, 256])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
@@ -178,9 +180,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--merge", action="store_true",
                     help="keep the saved rows of other sizes (measure large sizes separately, e.g. with fewer repeats)")
     args = ap.parse_args(argv)
-    from leangen.execution import resolve_device
 
-    dev = resolve_device(args.device)
+    dev = activate_policy(args)
     torch.set_num_threads(args.threads)
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     payload: dict[str, Any] = dict(title="Neighborhood attention backends vs dense attention",

@@ -37,7 +37,8 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import device_tag, environment, fmt, md_table, write_results  # noqa: E402
+from _common import (activate_policy, add_policy_args, device_tag,  # noqa: E402
+                     environment, fmt, md_table, write_results)
 
 ANCHORS_FILE = Path(__file__).resolve().parent / "anchors.json"
 
@@ -225,6 +226,7 @@ def main(argv: list[str] | None = None, default_name: str = "pixel_synthesis",
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    add_policy_args(ap)
     ap.add_argument("--runs", nargs="+", metavar="RES:BATCH[:WARMUP:REPEATS]",
                     help=f"runs to do (default CPU: {' '.join(CPU_RUNS)}; GPU: {' '.join(GPU_RUNS)})")
     ap.add_argument("--dtypes", nargs="+", choices=["fp32", "bf16", "fp16"],
@@ -250,9 +252,8 @@ def main(argv: list[str] | None = None, default_name: str = "pixel_synthesis",
 
     from leangen.profile import profile_models
     from leangen.registry import PRESETS, get_preset
-    from leangen.execution import resolve_device
 
-    dev = resolve_device(args.device)
+    dev = activate_policy(args)
     gpu = dev.type == "cuda"
     warmup = args.warmup if args.warmup is not None else (5 if gpu else 2)
     repeats = args.repeats if args.repeats is not None else (20 if gpu else 5)

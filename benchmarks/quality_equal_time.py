@@ -24,7 +24,8 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import device_tag, environment, fmt, md_table, write_results  # noqa: E402
+from _common import (activate_policy, add_policy_args, device_tag,  # noqa: E402
+                     environment, fmt, md_table, write_results)
 from pixel_synthesis import machine_check  # noqa: E402
 
 DEFAULT_PRESETS = ["pixelfolder-tiny32", "stylegan2-tiny32", "cips-tiny32"]
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--minutes", type=float, default=8.0, help="wall-clock training budget per preset")
     ap.add_argument("--metrics", default="fid500,kid500", help="metrics of the final snapshot")
     ap.add_argument("--device", default="auto")
+    add_policy_args(ap)
     ap.add_argument("--threads", type=int, default=2, help="CPU threads")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--outdir", default="runs/quality-equal-time")
@@ -90,10 +92,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from leangen.registry import get_preset
     from leangen.train import TrainOptions, train
     from leangen.utils.allocator import retain_freed_cpu_memory
-    from leangen.execution import resolve_device
 
     retain_freed_cpu_memory()
-    dev = resolve_device(args.device)
+    dev = activate_policy(args)
     if dev.type == "cpu":
         torch.set_num_threads(args.threads)
     metrics = [m for m in args.metrics.split(",") if m]

@@ -32,7 +32,8 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, device_tag, environment, fmt, md_table, write_results  # noqa: E402
+from _common import (RESULTS, activate_policy, add_policy_args, device_tag,  # noqa: E402
+                     environment, fmt, md_table, write_results)
 from pixel_synthesis import machine_check  # noqa: E402
 
 NAME = "spn"
@@ -273,6 +274,7 @@ def markdown(p: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
+    add_policy_args(ap)
     ap.add_argument("--parts", nargs="+", default=["memory", "sampling"], choices=["memory", "sampling", "quality"])
     ap.add_argument("--resolutions", nargs="+", type=int, default=[64, 128, 256])
     ap.add_argument("--subscales", nargs="+", type=int, default=[4, 8])
@@ -292,9 +294,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--qbatch", type=int, default=32)
     args = ap.parse_args(argv)
-    from leangen.execution import resolve_device
 
-    dev = resolve_device(args.device)
+    dev = activate_policy(args)
     torch.set_num_threads(args.threads)
     tag = device_tag(dev)
     path = RESULTS / f"{NAME}-{tag}.json"

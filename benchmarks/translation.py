@@ -32,7 +32,8 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import device_tag, environment, fmt, md_table, write_results  # noqa: E402
+from _common import (activate_policy, add_policy_args, device_tag,  # noqa: E402
+                     environment, fmt, md_table, write_results)
 from pixel_synthesis import machine_check  # noqa: E402
 
 SIZES = ["256x512", "512x512", "1024x1024", "512x1024", "1024x2048"]  # the sizes with official figures first
@@ -99,6 +100,7 @@ def markdown(payload: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cpu")
+    add_policy_args(ap)
     ap.add_argument("--sizes", nargs="+", default=SIZES, metavar="HxW")
     ap.add_argument("--dtypes", nargs="+", default=None, choices=["fp32", "bf16"])
     ap.add_argument("--threads", type=int, default=2)
@@ -121,9 +123,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from leangen.profile import profile_models
     from leangen.profile.inputs import example_inputs
     from leangen.profile.macs import count_macs
-    from leangen.execution import resolve_device
 
-    dev = resolve_device(args.device)
+    dev = activate_policy(args)
     dtypes = args.dtypes or (["fp32", "bf16"] if dev.type == "cuda" else ["fp32"])
     torch.set_num_threads(args.threads)
     official = {(a["height"], a["width"]): a["seconds"] for a in ANCHORS["anchors"]}

@@ -32,8 +32,6 @@ DOCS = [README, *sorted((ROOT / "docs").glob("*.md"))]
 SHELL_TAGS = {"", "bash", "sh", "shell", "console"}
 # programs a shell line may start with; how each is checked is in check_shell_line
 PROGRAMS = {"leangen", "torchrun", "make", "python", "python3", "pip"}
-# linked from the docs but written by another change; checked once it exists
-PENDING_LINKS = {"docs/gpu.md"}
 
 
 @dataclass
@@ -220,6 +218,6 @@ def test_relative_links_resolve() -> None:
             if re.match(r"[a-z]+:", target):
                 continue
             resolved = (path.parent / target).resolve()
-            if not resolved.exists() and str(resolved.relative_to(ROOT)) not in PENDING_LINKS:
+            if not resolved.exists():
                 broken.append(f"{path.relative_to(ROOT)} -> {target}")
     assert not broken, broken

@@ -19,7 +19,8 @@ from typing import Any, Callable
 import click
 import torch
 
-from leangen.cli.common import KIND_NAMES, device_option, fail, load_model, note_kept
+from leangen.cli.common import KIND_NAMES, execution_options, fail, load_model, note_kept
+from leangen.execution import ExecutionPolicy
 
 
 # Largest --size rendered (pixels per image): 2048 x 2048, e.g. 1024 x 4096. Pixel-synthesis generators (CIPS) hold
@@ -99,11 +100,11 @@ def stage_strip(stages: list[torch.Tensor], size: int) -> torch.Tensor:
               help="Likelihood models: sampling temperature (< 1: sharper, less varied; at least 0.001).")
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True,
               help="Images per forward pass (memory, not results: a seed gives the same image at any batch).")
-@device_option
+@execution_options(precision=True, compile=True)
 @click.pass_context
 def command(ctx: click.Context, network: str, seeds: str, truncation: float, noise_mode: str, outdir: str,
             grid: bool, stages: bool, size: str | None, temperature: float, batch: int,
-            device: torch.device) -> None:
+            policy: ExecutionPolicy) -> None:
     """Generate images: DIR/seed0000.png per seed (generators, likelihood models), optionally grid.png.
     Translators: use `leangen translate`.
 
@@ -133,7 +134,8 @@ def command(ctx: click.Context, network: str, seeds: str, truncation: float, noi
         except ValueError as e:
             fail(str(e))
 
-    model = load_model(network, device, ("generator", "likelihood", "translator"), "leangen generate")
+    model = load_model(network, policy, ("generator", "likelihood", "translator"), "leangen generate")
+    ctx.with_resource(policy.autocast())  # the precision of every forward below
     if model.kind == "translator":
         fail(f"{network} holds a translator (label map -> image): use `leangen translate --network {network} "
              f"--input PNG|DIR --outdir {outdir}`")
@@ -169,7 +171,7 @@ def command(ctx: click.Context, network: str, seeds: str, truncation: float, noi
             chunk = seed_list[i:i + batch]
             if stages:
                 # G.generate returns final images only; for stages call synthesis on the same per-seed latents.
-                z = latents_for_seeds(chunk, G.z_dim).to(device)
+                z = latents_for_seeds(chunk, G.z_dim).to(policy.device)
                 with torch.inference_mode():
                     ws = G.map(z, truncation_psi=truncation)
                     img, stage_imgs = G.synthesis(ws, noise_mode=noise_mode, return_stages=True, **synth_kwargs)

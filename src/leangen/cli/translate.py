@@ -14,7 +14,8 @@ from pathlib import Path
 import click
 import torch
 
-from leangen.cli.common import device_option, fail, load_model, note_kept
+from leangen.cli.common import execution_options, fail, load_model, note_kept
+from leangen.execution import ExecutionPolicy
 
 
 @click.command(name="translate", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -27,8 +28,8 @@ from leangen.cli.common import device_option, fail, load_model, note_kept
               help="Where images go, under the input names.")
 @click.option("--grid", is_flag=True, help="Also write grid.png (label maps of one size only).")
 @click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Inputs per forward.")
-@device_option
-def command(network: str, input_path: str, outdir: str, grid: bool, batch: int, device: torch.device) -> None:
+@execution_options(precision=True, compile=True)
+def command(network: str, input_path: str, outdir: str, grid: bool, batch: int, policy: ExecutionPolicy) -> None:
     """Translate label maps (or, for CycleGAN-style models, images) into images: OUT/<name>.png per input.
 
     \b
@@ -42,7 +43,8 @@ def command(network: str, input_path: str, outdir: str, grid: bool, batch: int, 
 
     from leangen.models.base import image_grid, to_uint8
 
-    model = load_model(network, device, ("translator",), "leangen translate")
+    model = load_model(network, policy, ("translator",), "leangen translate")
+    click.get_current_context().with_resource(policy.autocast())  # the precision of every forward below
     out = Path(outdir)
     try:
         files = _input_files(Path(input_path), model.input_kind == "image", out)
