@@ -107,3 +107,38 @@ def test_profile_counts_and_reports_the_backend_it_times():
     row = profile_models(["stylenat-tiny32"], device="cpu", warmup=0, repeats=1)[0]
     assert row["na_backend"] == "tiled" and row["macs_na_backend"] == "tiled"
     assert row["execution"]["device"] == "cpu" and row["execution"]["precision"] == "fp32"
+
+
+def test_na_backend_is_chosen_once_per_model_on_the_verbs(tmp_path):
+    """``--na-backend`` sets the backend of the model a verb loads or builds (and its config); models without
+    attention refuse it in one line."""
+    import json
+
+    import numpy as np
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from leangen.cli.main import cli
+
+    runner = CliRunner()
+    res = runner.invoke(cli, ["profile", "stylenat-tiny32", "--na-backend", "gather", "--device", "cpu", "--json",
+                              "--warmup", "0", "--repeats", "1", "-q"])
+    assert res.exit_code == 0, res.output
+    row = json.loads(res.output[res.output.index("["):])[0]
+    assert row["na_backend"] == "gather" and row["execution"]["na_backend"] == "gather"
+    import leangen
+
+    leangen.load("stylenat-tiny32").save_pretrained(tmp_path / "nat")
+    images = {}
+    for backend in ("reference", "tiled"):
+        res = runner.invoke(cli, ["generate", "--network", str(tmp_path / "nat"), "--seeds", "0", "--device", "cpu",
+                                  "--na-backend", backend, "--outdir", str(tmp_path / backend)])
+        assert res.exit_code == 0, res.output
+        images[backend] = np.asarray(Image.open(tmp_path / backend / "seed0000.png"), dtype=np.int16)
+    assert np.abs(images["reference"] - images["tiled"]).max() <= 1
+    res = runner.invoke(cli, ["generate", "--network", "stylegan2-tiny32", "--seeds", "0", "--device", "cpu",
+                              "--na-backend", "tiled", "--outdir", str(tmp_path / "sg2")])
+    assert res.exit_code == 1 and "neighborhood attention" in res.output and "Traceback" not in res.output
+    res = runner.invoke(cli, ["train", "--preset", "stylenat-tiny32", "--data", "openmoji-32-n64", "--na-backend",
+                              "gather", "--dry-run"])
+    assert res.exit_code == 0 and json.loads(res.output)["overrides"]["G"]["na_backend"] == "gather"

@@ -13,17 +13,18 @@ from leangen.execution import COMPILE_MODES, PRECISIONS, ExecutionPolicy
 
 
 def execution_options(fn: Callable[..., Any] | None = None, *, precision: bool = False,
-                      compile: bool = False) -> Any:
+                      compile: bool = False, na_backend: bool = False) -> Any:
     """The execution-policy options of a verb, turned into one activated ``ExecutionPolicy``.
 
     Always ``--device {auto,cpu,cuda[:i]}``, ``--deterministic`` and ``--tf32/--no-tf32``; with ``precision=True``
-    also ``--precision {fp32,bf16,fp16}``, with ``compile=True`` also ``--compile {off,compile,cudagraphs}``. The verb
+    also ``--precision {fp32,bf16,fp16}``, with ``compile=True`` also ``--compile {off,compile,cudagraphs}``, with
+    ``na_backend=True`` also ``--na-backend`` (neighborhood attention of the models it loads or builds). The verb
     receives ``policy`` (an ``ExecutionPolicy``) when it has such a parameter, else ``device`` (the policy's indexed
     ``torch.device``).
     """
     if fn is None:
-        return functools.partial(execution_options, precision=precision, compile=compile)
-    names = ("device", "deterministic", "tf32", "precision", "compile_mode")
+        return functools.partial(execution_options, precision=precision, compile=compile, na_backend=na_backend)
+    names = ("device", "deterministic", "tf32", "precision", "compile_mode", "na_backend")
     wants_policy = "policy" in inspect.signature(fn).parameters
 
     @functools.wraps(fn)
@@ -32,7 +33,7 @@ def execution_options(fn: Callable[..., Any] | None = None, *, precision: bool =
         try:
             policy = ExecutionPolicy.create(values["device"] or "auto", precision=values["precision"] or "fp32",
                                             tf32=values["tf32"], deterministic=bool(values["deterministic"]),
-                                            compile=values["compile_mode"] or "off")
+                                            compile=values["compile_mode"] or "off", na_backend=values["na_backend"])
         except ValueError as e:
             raise click.UsageError(str(e)) from None
         policy.activate()
@@ -55,6 +56,13 @@ def execution_options(fn: Callable[..., Any] | None = None, *, precision: bool =
         opts.append(click.option("--compile", "compile_mode", type=click.Choice(list(COMPILE_MODES)), default=None,
                                  help="torch.compile the model (cudagraphs: CUDA graphs too); falls back to eager "
                                       "and says why when compiling fails. [default: off]"))
+    if na_backend:
+        from leangen.ops.neighborhood import BACKENDS
+
+        opts.append(click.option("--na-backend", type=click.Choice(list(BACKENDS)), default=None,
+                                 help="Neighborhood attention backend of StyleNAT models (recorded in their config; "
+                                      "auto: flex compiled per shape on CUDA, tiled elsewhere). [default: the "
+                                      "model's]"))
     for opt in reversed(opts):
         wrapper = opt(wrapper)
     return wrapper
@@ -152,6 +160,13 @@ def load_model(network: str, device: Any, kinds: tuple[str, ...] | None = None, 
         wanted = " or ".join(KIND_NAMES.get(k, k) for k in kinds)
         fail(f"{network} holds {KIND_NAMES.get(kind, kind)} ({getattr(model, 'model_type', type(model).__name__)}); "
              f"{verb or 'this command'} needs {wanted}")
+    if policy is not None and policy.na_backend is not None:
+        from leangen.ops.neighborhood import set_backends
+
+        if not set_backends(model, policy.na_backend):  # type: ignore[arg-type]
+            fail(f"--na-backend applies to models with neighborhood attention (StyleNAT); {network} has none")
+        if "na_backend" in getattr(model, "config", {}):
+            model.config["na_backend"] = policy.na_backend
     if policy is not None:
         policy.prepare(model, COMPILED_METHODS.get(kind, ()), log=lambda m: click.echo(f"note: {m}", err=True))
     return model

@@ -9,7 +9,8 @@ from typing import Any
 
 import click
 
-from leangen.cli.common import device_option, fail, load_model, note_kept
+from leangen.cli.common import execution_options, fail, load_model, note_kept
+from leangen.execution import ExecutionPolicy
 
 # What a model kind is measured with, and on which split, unless told otherwise. Generators follow StyleGAN's
 # protocol (generated images against the whole dataset); the others are scored on held-out validation data.
@@ -113,11 +114,11 @@ def _sizes(protocol: dict[str, Any]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the full records as JSON lines.")
 @click.option("--dry-run", is_flag=True, help="Check the metrics against the model and data, print what would be "
                                                "computed, and stop.")
-@device_option
+@execution_options(na_backend=True)
 def command(network: str, data: str | None, metrics: list[str] | None, split: str | None, teacher: str | None,
             inception_weights: str | None, fid_mode: str, fid_cov: str, batch: int, seed: int,
             truncation_psi: float | None, truncation_alias: float | None, run_dir: str | None,
-            cache_dir: str | None, as_json: bool, dry_run: bool, device: Any) -> None:
+            cache_dir: str | None, as_json: bool, dry_run: bool, policy: ExecutionPolicy) -> None:
     """Compute named metrics of a model: FID/KID/PR of a generator, bits/dim of a likelihood model, PSNR/L1/FID of
     a translator's validation outputs, PSNR of a student against its teacher.
 
@@ -140,7 +141,8 @@ def command(network: str, data: str | None, metrics: list[str] | None, split: st
 
     psi = truncation_psi if truncation_psi is not None else truncation_alias if truncation_alias is not None else 1.0
     source = _snapshot_to_use(network)
-    model = _load("--network", source, device)
+    device = policy.device
+    model = _load("--network", source, policy)
     kind = model_kind(model)
     names = metrics or DEFAULT_METRICS.get(kind)
     if not names:

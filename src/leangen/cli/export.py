@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from leangen.cli.common import KIND_NAMES, device_option, fail, load_model
+from leangen.cli.common import KIND_NAMES, execution_options, fail, load_model
+from leangen.execution import ExecutionPolicy
 
 
 @click.command(name="export", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -33,9 +34,10 @@ from leangen.cli.common import KIND_NAMES, device_option, fail, load_model
 @click.option("--check/--no-check", default=True, show_default=True,
               help="Run the graph in ONNX Runtime and compare with PyTorch.")
 @click.option("--atol", type=float, default=1e-3, show_default=True, help="Tolerance of the check (max abs diff).")
-@device_option
+@execution_options(na_backend=True)
 def command(network: str, out: str, fmt: str, batch: int | None, dynamic_batch: bool, truncation: float, opset: int,
-            exporter: str, size: str | None, one_hot: bool, check: bool, atol: float, device: Any) -> None:
+            exporter: str, size: str | None, one_hot: bool, check: bool, atol: float,
+            policy: ExecutionPolicy) -> None:
     """Export to ONNX. A generator: input z [batch, z_dim], output image [batch, 3, R, R] in about [-1, 1]
     (noise is the model's constant noise, so the graph is deterministic). A translator: input labels int64
     [batch, H, W] (or --one-hot float [batch, K, H, W]; CycleGAN-style translators: images float [batch, C, H, W]
@@ -64,7 +66,7 @@ def command(network: str, out: str, fmt: str, batch: int | None, dynamic_batch: 
         fail(f"ONNX export needs the export extras ({e.name} is missing): pip install 'leangen[export]'")
     from leangen.export import check_onnx, export_onnx, unsupported_reason
 
-    G = load_model(network, device, None, "leangen export")
+    G = load_model(network, policy, None, "leangen export")
     reason = unsupported_reason(G)
     if reason:  # one line: what the model is, what export needs, and why this one has none
         kind = getattr(G, "kind", "other")

@@ -100,7 +100,7 @@ def stage_strip(stages: list[torch.Tensor], size: int) -> torch.Tensor:
               help="Likelihood models: sampling temperature (< 1: sharper, less varied; at least 0.001).")
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True,
               help="Images per forward pass (memory, not results: a seed gives the same image at any batch).")
-@execution_options(precision=True, compile=True)
+@execution_options(precision=True, compile=True, na_backend=True)
 @click.pass_context
 def command(ctx: click.Context, network: str, seeds: str, truncation: float, noise_mode: str, outdir: str,
             grid: bool, stages: bool, size: str | None, temperature: float, batch: int,

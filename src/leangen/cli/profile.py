@@ -13,7 +13,8 @@ from typing import Any, Callable, Sequence
 import click
 import torch
 
-from leangen.cli.common import device_option, fail
+from leangen.cli.common import execution_options, fail
+from leangen.execution import ExecutionPolicy
 
 
 def _num(v: Any, fmt: str) -> str:
@@ -123,7 +124,7 @@ def _parse_runtimes(ctx: click.Context, param: click.Parameter, value: str) -> l
               metavar="torch|onnxruntime|torch-compile[,...]|all",
               help="Anything besides torch: CPU latency and FPS through PyTorch eager and these runtimes, side by "
                    "side, interleaved, at each of --threads (a failing torch.compile is reported unavailable).")
-@device_option
+@execution_options(na_backend=True)
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Images per forward.")
 @click.option("--dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
               help="Weights and inputs are cast to this type.")
@@ -135,7 +136,7 @@ def _parse_runtimes(ctx: click.Context, param: click.Parameter, value: str) -> l
               help="Timed rounds; the latency is their median.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress messages on stderr.")
 def command(models: tuple[str, ...], networks: tuple[str, ...], as_json: bool, markdown: bool, runtimes: list[str],
-            device: torch.device, batch: int, dtype: str, threads: list[int] | None, warmup: int, repeats: int,
+            policy: ExecutionPolicy, batch: int, dtype: str, threads: list[int] | None, warmup: int, repeats: int,
             quiet: bool) -> None:
     """Measure parameters, GMACs, peak memory, latency and throughput of presets or saved models.
 
@@ -159,6 +160,7 @@ def command(models: tuple[str, ...], networks: tuple[str, ...], as_json: bool, m
     """
     from leangen.profile import profile_models
 
+    device = policy.device
     specs: list[str] = list(models) + list(networks)
     if not specs:
         fail("give at least one preset name or model path (see `leangen models` for the presets)")
@@ -175,7 +177,8 @@ def command(models: tuple[str, ...], networks: tuple[str, ...], as_json: bool, m
         return
     try:
         rows = profile_models(specs, device=device, batch=batch, dtype=dtype, warmup=warmup,  # type: ignore[arg-type]
-                              repeats=repeats, threads=threads[0] if threads else None, log=log)
+                              repeats=repeats, threads=threads[0] if threads else None, log=log,
+                              na_backend=policy.na_backend)
     except KeyError as e:  # unknown preset: the registry's message lists close matches
         fail(str(e.args[0]) if e.args else str(e))
     except (FileNotFoundError, ValueError, TypeError) as e:

@@ -67,7 +67,7 @@ def _csv(ctx: click.Context, param: click.Parameter, value: str | None) -> list[
               help="Change a constructor argument of a preset component, e.g. G.channel_base=32 (repeatable).")
 @click.option("-n", "--dry-run", is_flag=True, help="Print the resolved options as JSON and exit.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (it is off anyway when stderr is not a terminal).")
-@execution_options(precision=True)
+@execution_options(precision=True, na_backend=True)
 def command(preset: str | None, data: str | None, outdir: str | None, kimg: float | None, steps: int | None,
             minutes: float | None, batch: int | None, lr: float | None, glr: float | None, dlr: float | None,
             r1_gamma: float | None,
@@ -134,6 +134,9 @@ def command(preset: str | None, data: str | None, outdir: str | None, kimg: floa
             fail(str(e))
             return
         model_overrides.setdefault(role, {})[key] = value
+    if policy.na_backend is not None:
+        for role in _attention_roles(preset, resume, outdir):
+            model_overrides.setdefault(role, {})["na_backend"] = policy.na_backend
     if diffaugment is not None:
         from leangen.train.augment import parse_policy
 
@@ -195,3 +198,32 @@ def _check_data(data: str) -> None:
     if is_builtin(data):
         return
     fail(f"no dataset at {data!r}: expected a .zip, an image folder, or a built-in name (openmoji)")
+
+
+def _attention_roles(preset: str | None, resume: str | None, outdir: str | None) -> list[str]:
+    """The components of the preset (given, or the resumed run's) whose constructor takes ``na_backend``."""
+    import inspect
+
+    from leangen.models.base import MODEL_TYPES
+    from leangen.registry import get_preset
+
+    name = preset
+    if name is None and resume is not None:
+        from leangen.runs import resolve_resume
+        from leangen.train.options import read_run_options
+
+        try:
+            name = read_run_options(resolve_resume(resume, outdir or "runs")[0]).get("preset")
+        except (ValueError, FileNotFoundError) as e:
+            fail(str(e))
+    if name is None:
+        fail("--na-backend needs --preset (or --resume of a run)")
+    try:
+        components = get_preset(name).components
+    except KeyError as e:
+        fail(str(e.args[0]) if e.args else str(e))
+    roles = [role for role, (model_type, _) in components.items()
+             if "na_backend" in inspect.signature(MODEL_TYPES[model_type].__init__).parameters]
+    if not roles:
+        fail(f"--na-backend applies to presets with neighborhood attention (StyleNAT); {name} has none")
+    return roles

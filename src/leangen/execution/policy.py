@@ -38,6 +38,8 @@ class ExecutionPolicy:
     compile: ``off`` (eager), ``compile`` (``torch.compile``, inductor) or ``cudagraphs`` (inductor with CUDA graphs,
         ``mode="reduce-overhead"``); applied through :func:`leangen.execution.compile.guarded_compile`, which falls
         back to eager and says why.
+    na_backend: the neighborhood-attention backend to set on the models this policy loads (None: the model's own
+        ``na_backend``, recorded in its config); checked where it is applied (``leangen.ops.neighborhood``).
     """
 
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
@@ -46,6 +48,7 @@ class ExecutionPolicy:
     channels_last: bool = True
     deterministic: bool = False
     compile: CompileMode = "off"
+    na_backend: str | None = None
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -61,9 +64,11 @@ class ExecutionPolicy:
 
     @classmethod
     def create(cls, device: str | torch.device | None = "auto", precision: str = "fp32", tf32: bool | None = None,
-               channels_last: bool = True, deterministic: bool = False, compile: str = "off") -> "ExecutionPolicy":
+               channels_last: bool = True, deterministic: bool = False, compile: str = "off",
+               na_backend: str | None = None) -> "ExecutionPolicy":
         """A validated policy; ``device`` as :func:`resolve_device` takes it. ``ValueError`` names a bad option."""
-        return cls(resolve_device(device), precision, tf32, channels_last, deterministic, compile)  # type: ignore[arg-type]
+        return cls(resolve_device(device), precision, tf32, channels_last, deterministic, compile,  # type: ignore[arg-type]
+                   na_backend)
 
     # -- what it decides ----------------------------------------------------------------------------------------------
     @property
@@ -139,7 +144,7 @@ class ExecutionPolicy:
         """What a benchmark or metric record states about the conditions it ran under."""
         return {"device": str(self.device), "device_name": device_name(self.device), "precision": self.precision,
                 "tf32": self.use_tf32, "channels_last": self.channels_last, "deterministic": self.deterministic,
-                "compile": self.compile, "torch": torch.__version__,
+                "compile": self.compile, "na_backend": self.na_backend, "torch": torch.__version__,
                 "cuda": torch.version.cuda if self.device.type == "cuda" else None}
 
     def describe(self) -> str:

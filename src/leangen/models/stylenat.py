@@ -187,10 +187,12 @@ class StyleNATGenerator(StyleGenerator):
         self.apply(_init_weights)
 
     def set_na_backend(self, backend: Backend) -> None:
-        """Switch every Hydra-NA layer to ``backend`` (e.g. ``gather`` before ONNX export)."""
+        """Switch every Hydra-NA layer to ``backend`` (e.g. ``gather`` before ONNX export); ``config`` records it, so
+        a saved model keeps the choice."""
         for m in self.modules():
             if isinstance(m, HydraNeighborhoodAttention2d):
                 m.backend = backend
+        self.config["na_backend"] = backend
 
     def synthesis(self, ws: torch.Tensor, noise_mode: NoiseMode = "random", **_: Any) -> torch.Tensor:
         """``ws [B, num_ws, w_dim]`` -> ``[B, 3, R, R]`` (StyleNAT has no noise inputs: ``noise_mode`` is ignored)."""

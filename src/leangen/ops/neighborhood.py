@@ -197,6 +197,16 @@ def resolve_backend(backend: Backend, q: torch.Tensor) -> str:
     return "tiled" if tracing else auto_backend(q.device)
 
 
+def set_backends(model: nn.Module, backend: Backend) -> int:
+    """Set every NA layer of ``model`` to ``backend``; returns how many layers there are (0: no attention)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown neighborhood attention backend {backend!r} (one of {', '.join(BACKENDS)})")
+    layers = [m for m in model.modules() if isinstance(m, (NeighborhoodAttention2d, HydraNeighborhoodAttention2d))]
+    for m in layers:
+        m.backend = backend
+    return len(layers)
+
+
 def pin_backends(model: nn.Module, device: torch.device, replace: dict[str, str] | None = None) -> list[str]:
     """Replace ``auto`` by the backend it stands for on ``device`` in every NA layer of ``model`` (so a ``meta`` copy
     used for counting runs what the real one runs), then any backend named in ``replace`` by its value; returns the
@@ -373,5 +383,5 @@ class RelPosSelfAttention2d(nn.Module):
 
 __all__ = ["neighborhood_attention2d", "NeighborhoodAttention2d", "HydraNeighborhoodAttention2d",
            "RelPosSelfAttention2d", "relative_bias_dense", "separable_bias", "window_index", "hydra_head_split", "resolve_backend",
-           "auto_backend", "pin_backends",
+           "auto_backend", "pin_backends", "set_backends",
            "check_na_args", "BACKENDS"]

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from leangen.execution import current_policy
-from leangen.ops.neighborhood import pin_backends
+from leangen.ops.neighborhood import pin_backends, set_backends
 from leangen.profile.device import available_bytes, device_name
 from leangen.profile.inputs import example_inputs
 from leangen.profile.macs import count_macs_detailed, count_params
@@ -90,7 +90,7 @@ def _item_for_module(name: str, model: nn.Module) -> _Item:
 def profile_models(names_or_models: Sequence[str | os.PathLike | nn.Module] | str | nn.Module,
                    device: str | torch.device = "cpu", batch: int = 1, dtype: DType = "fp32", warmup: int = 2,
                    repeats: int = 5, threads: int | None = None, memory_fraction: float = 0.85,
-                   log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+                   log: Callable[[str], None] | None = None, na_backend: str | None = None) -> list[dict[str, Any]]:
     """Profile several models in one process, interleaved, and return one row per model.
 
     Args:
@@ -103,6 +103,7 @@ def profile_models(names_or_models: Sequence[str | os.PathLike | nn.Module] | st
         threads: ``torch.set_num_threads`` for the measurement (restored afterwards); None keeps the current value.
         memory_fraction: a model whose estimated footprint (from a ``meta``-device pass) exceeds this fraction of the
             memory available is not built; its row carries ``skipped`` with the reason and the counted params/MACs.
+        na_backend: set this neighborhood-attention backend on every model first (None: each model's own).
         log: optional progress callback.
 
     Returns:
@@ -142,6 +143,8 @@ def profile_models(names_or_models: Sequence[str | os.PathLike | nn.Module] | st
             # Neighborhood attention: the backend timed on ``dev``; the flop counter cannot see inside flex's fused
             # kernel, so flex layers are counted as ``tiled`` (the same windows, computed densely per tile) and the
             # row says so.
+            if na_backend is not None:
+                set_backends(ref, na_backend)  # type: ignore[arg-type]
             item.row["na_backend"] = ",".join(pin_backends(ref, dev)) or None
             item.row["macs_na_backend"] = ",".join(pin_backends(ref, dev, replace={"flex": "tiled"})) or None
             args, kwargs = example_inputs(ref, batch, ref_dev, tdtype)
@@ -164,6 +167,8 @@ def profile_models(names_or_models: Sequence[str | os.PathLike | nn.Module] | st
                 continue
             say(f"building {item.name} on {dev}")
             item.model = item.build(dev).to(tdtype).eval()
+            if na_backend is not None:
+                set_backends(item.model, na_backend)  # type: ignore[arg-type]
             pin_backends(item.model, dev)
             item.meta = None
             max_transient = max(max_transient, transient)
