@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip -q --disable-pip-version-check
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test test-gpu bench clean
 
 setup: $(VENV)/.installed
 
@@ -21,6 +21,12 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -n 2 -q
+
+# The GPU tier (tests/gpu, marked cuda) on this machine's CUDA device, installing nothing: the machine's own Python
+# with torch+CUDA and the project from src/. tests/gpu/run_tier.sh does the same with a time limit and a JUnit report.
+GPU_PY ?= python3
+test-gpu:
+	PYTHONPATH=src $(GPU_PY) -m pytest -q -m cuda -p no:cacheprovider --durations=30 tests/gpu
 
 bench: setup
 	$(PY) benchmarks/pixel_synthesis.py
