@@ -546,7 +546,8 @@ def test_lazy_regularization_scaling_and_ema_half_life() -> None:
 # ----------------------------------------------------------------------------------------------------------------------
 # every GAN family trains through the same objective, with no special case in the trainer
 
-@pytest.mark.parametrize("preset", ["pixelfolder-tiny32", "cips-tiny32"])
+@pytest.mark.parametrize("preset", [pytest.param("pixelfolder-tiny32", marks=pytest.mark.slow),  # 21-27 s
+                                    "cips-tiny32"])
 def test_pixel_synthesis_presets_train_and_resume(tmp_path: Path, preset: str) -> None:
     res = train(options(tmp_path, preset=preset, steps=3, overrides={}), random_images())
     assert res.status == "done" and res.step == 3
