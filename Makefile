@@ -19,7 +19,9 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(VENV)/bin/leangen demo --outdir runs
 
+# Import layers and cycles first (.importlinter): seconds, and a broken layer is named before any test runs.
 test: setup
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -n 2 -q
 
 # The GPU tier (tests/gpu, marked cuda) on this machine's CUDA device, installing nothing: the machine's own Python

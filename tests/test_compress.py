@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 import leangen
 from leangen.cli.main import cli
-from leangen.compress.condense import channel_scores, proximal_step
+from leangen.ops.group_lasso import channel_scores, proximal_step
 from leangen.compress.prune import executed_macs, prune
 from leangen.models.resnet_generator import ResnetGenerator
 from leangen.models.unet_generator import UnetGenerator

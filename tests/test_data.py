@@ -271,7 +271,7 @@ def test_create_is_atomic(uniform_dir: Path, tmp_path: Path, monkeypatch: pytest
 
 @pytest.fixture(scope="module")
 def openmoji_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return om.openmoji_zip(R, cache_dir=tmp_path_factory.mktemp("cache"), max_images=64)
+    return create_mod.openmoji_zip(R, cache_dir=tmp_path_factory.mktemp("cache"), max_images=64)
 
 
 def test_openmoji_render(openmoji_small: Path) -> None:
@@ -290,13 +290,13 @@ def test_openmoji_render(openmoji_small: Path) -> None:
     assert (x[:, :, 0, 0] == 255).all()  # white background at the corners
     colours = {tuple(c) for c in (x.permute(0, 2, 3, 1).reshape(-1, 3) // 32).tolist()}
     assert len(colours) > 30  # colour emoji, not black line art
-    assert om.openmoji_zip(R, cache_dir=openmoji_small.parent.parent, max_images=64) == openmoji_small  # cached
+    assert create_mod.openmoji_zip(R, cache_dir=openmoji_small.parent.parent, max_images=64) == openmoji_small  # cached
 
 
 def test_openmoji_names_and_missing_package(openmoji_small: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seqs = om.openmoji_sequences()
     assert len(seqs) > 4000 and (0x1F600,) in seqs and any(0x200D in s for s in seqs)
-    monkeypatch.setattr(om, "openmoji_zip", lambda res, cache_dir=None: openmoji_small)
+    monkeypatch.setattr(create_mod, "openmoji_zip", lambda res, cache_dir=None: openmoji_small)
     assert len(open_dataset("openmoji", R)) == 64
     assert len(open_dataset("openmoji-32")) == 64
     with pytest.raises(ValueError, match="needs a resolution"):

@@ -68,7 +68,7 @@ def load(source: str | os.PathLike, device: str | torch.device = "cpu", role: st
                               stacklevel=2)
             return model
         raise runs.CorruptSnapshotError(f"no intact snapshot in {path}: {'; '.join(damaged)}")
-    from leangen.registry import get_preset
+    from leangen.presets import get_preset
 
     try:
         preset = get_preset(str(source))

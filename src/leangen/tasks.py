@@ -66,7 +66,7 @@ def open_source(source: Any, resolution: int | None = None, *, cache_dir: str | 
             build = openmoji_edges if m["seg"] == "-edges" else openmoji_seg
             return build(res, max_images=n, cache_dir=cache_dir)
         from leangen.data.dataset import ImageDataset
-        from leangen.data.openmoji import openmoji_zip
+        from leangen.data.create import openmoji_zip
 
         return ImageDataset(openmoji_zip(res, cache_dir=cache_dir, max_images=n), res)
     from leangen.data.paired_folders import is_pairs_folder, open_pairs

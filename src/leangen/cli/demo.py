@@ -46,7 +46,7 @@ def command(outdir: str, preset: str, kimg: float, evals: int, metric: str, devi
       leangen demo --kimg 4 --evals 2       # a quick look
       leangen demo --preset pixelfolder-tiny32 --kimg 30
     """
-    from leangen.registry import get_preset
+    from leangen.presets import get_preset
 
     try:
         res = get_preset(preset).resolution

@@ -55,7 +55,7 @@ def meta_param_count(preset: Any, role: str = "G") -> int | None:
 def preset_rows(family: str | None = None) -> list[dict[str, Any]]:
     """One dict per preset: name, family, task, resolution, objective, params (of the main component: G or
     model), description, paper figures."""
-    from leangen.registry import list_presets
+    from leangen.presets import list_presets
 
     rows = []
     for p in list_presets(family):
@@ -84,7 +84,7 @@ def command(as_json: bool, family: str | None) -> None:
       leangen models --family pixelfolder
       leangen models --json
     """
-    from leangen.registry import list_presets
+    from leangen.presets import list_presets
 
     if family is not None and not list_presets(family):
         families = sorted({p.family for p in list_presets()})

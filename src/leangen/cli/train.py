@@ -205,7 +205,7 @@ def _attention_roles(preset: str | None, resume: str | None, outdir: str | None)
     import inspect
 
     from leangen.models.base import MODEL_TYPES
-    from leangen.registry import get_preset
+    from leangen.presets import get_preset
 
     name = preset
     if name is None and resume is not None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from leangen.compress.pipeline import CompressOptions
+    from leangen.compress.options import CompressOptions
 
 IDENTITY_NAME = "compress.json"
 # Options that do not change what the pipeline computes (where it trains, whether to redo it).
@@ -43,7 +43,7 @@ def teacher_preset(opts: "CompressOptions") -> str:
 def check_options(opts: "CompressOptions") -> tuple[Any, str]:
     """Validate ``opts`` (see the module doc); returns the loaded teacher and its preset."""
     import leangen
-    from leangen.registry import get_preset
+    from leangen.presets import get_preset
 
     if not opts.threads or any(not isinstance(t, int) or isinstance(t, bool) or t < 1 for t in opts.threads):
         raise ValueError(f"--threads takes positive thread counts such as 1,2; got {opts.threads}")

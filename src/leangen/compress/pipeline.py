@@ -20,42 +20,13 @@ unless ``overwrite`` is set, which starts afresh.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
-STEPS = ("condense", "prune", "distill", "deploy")
-
-
-@dataclass
-class CompressOptions:
-    """What ``leangen compress`` accepts (see ``leangen compress --help``)."""
-
-    teacher: str                           # trained run (or snapshot) of a prunable translator (leangen.ops.prunable)
-    data: str                              # paired dataset, e.g. openmoji-seg-32-n64
-    outdir: str
-    preset: str | None = None              # the teacher's preset; default: read from its run
-    condense_steps: int = 200
-    sparsity: float = 1.0                  # group-lasso λ (proximal threshold = lr * λ per step)
-    sparsity_ramp: int = 50                # steps of the linear ramp of λ
-    threshold: float = 1e-4                # prune channels with ||(γ, β)|| at or below this ...
-    macs_budget: float | None = None       # ... or prune to this many GMACs per image (binary search)
-    min_channels: int = 1
-    distill_steps: int = 200
-    batch: int | None = None
-    metric: str = "psnr"                   # a paired metric of the registry (psnr, l1, fid_pairs<N>)
-    threads: list[int] = field(default_factory=lambda: [1, 2])
-    repeats: int = 5
-    compile: bool = True                   # also time torch.compile (reported unavailable where it fails)
-    compile_backend: str = "inductor"
-    onnx: bool = True
-    device: str = "cpu"
-    overwrite: bool = False                # other options than the folder was started with: start afresh
-    hparams: dict[str, dict[str, Any]] = field(default_factory=dict)  # per step: extra objective hyper-parameters
-
+from leangen.compress.options import CompressOptions
 
 class CompressInterrupted(RuntimeError):
     """Ctrl-C (SIGINT/SIGTERM) stopped a step; what was done is kept and a rerun of the same command resumes."""
@@ -120,10 +91,11 @@ def run_pipeline(opts: CompressOptions, log: Callable[[str], None] = print) -> d
     line) for options that cannot work, before any training; ``CompressInterrupted`` after Ctrl-C."""
     import leangen
     from leangen.compress.checks import check_options, claim_outdir
-    from leangen.compress.condense import channel_scores, histogram
+    from leangen.compress.histogram import histogram
+    from leangen.ops.group_lasso import channel_scores
     from leangen.compress.deploy import measure_latency, size_report
     from leangen.compress.prune import prune
-    from leangen.ops.prunable import with_affine_norms
+    from leangen.presets.translators import with_affine_norms
 
     out = Path(opts.outdir)
     teacher, base = check_options(opts)

@@ -3,7 +3,7 @@ executed MACs fit a budget, and return an ordinary model of the same type built 
 
 Generic over ``leangen.ops.prunable``: the model declares its width groups (which norms score a width and which
 ``(parameter, dim[, offset])`` it sizes: residual coupling, transposed-conv layouts and concatenated skips included);
-nothing here knows the architecture. Importance of a channel: ``leangen.compress.condense.channel_scores``.
+nothing here knows the architecture. Importance of a channel: ``leangen.ops.group_lasso.channel_scores``.
 
 Rules (ours; configurable):
 
@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from leangen.compress.condense import channel_scores
+from leangen.ops.group_lasso import channel_scores
 
 
 def _keep(scores: list[torch.Tensor], threshold: float, min_channels: int) -> list[torch.Tensor]:

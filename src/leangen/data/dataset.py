@@ -223,7 +223,7 @@ def open_dataset(source: str | os.PathLike, resolution: int | None = None, *,
         return ImageDataset(path, resolution, **kwargs)
     m = re.fullmatch(r"openmoji(?:-(\d+))?", str(source))
     if m is not None:
-        from leangen.data.openmoji import openmoji_zip
+        from leangen.data.create import openmoji_zip
 
         res = int(m.group(1)) if m.group(1) else resolution
         if res is None:

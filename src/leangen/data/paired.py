@@ -129,7 +129,7 @@ def openmoji_seg(resolution: int, *, max_images: int | None = None,
                  cache_dir: str | os.PathLike | None = None) -> PairedDataset:
     """The built-in ``openmoji-seg`` pairs at ``resolution``: colour-family label map -> glyph (see module doc)."""
     from leangen.data.dataset import ImageDataset
-    from leangen.data.openmoji import openmoji_zip
+    from leangen.data.create import openmoji_zip
 
     glyphs = ImageDataset(openmoji_zip(resolution, cache_dir=cache_dir, max_images=max_images), resolution)
     images = glyphs.get_batch(torch.arange(len(glyphs.names)))
@@ -145,7 +145,7 @@ def openmoji_edges(resolution: int, *, max_images: int | None = None,
                    cache_dir: str | os.PathLike | None = None) -> PairedDataset:
     """The built-in ``openmoji-edges`` pairs: the class-boundary map of ``openmoji-seg`` (0 background, 1 edge) ->
     glyph."""
-    from leangen.ops.labels import instance_edges
+    from leangen.data.label_maps import instance_edges
 
     seg = openmoji_seg(resolution, max_images=max_images, cache_dir=cache_dir)
     edges = instance_edges(seg.labels)[:, 0].long()

@@ -157,23 +157,3 @@ def default_lr_widths(lr_width: int, lr_max_width: int, n_down: int, lr_depth: i
 def random_labels(batch: int, height: int, width: int, num_classes: int, seed: int = 0) -> torch.Tensor:
     """Seeded int64 ``[batch, height, width]`` label ids, drawn on the CPU."""
     return torch.randint(0, num_classes, (batch, height, width), generator=torch.Generator().manual_seed(seed))
-
-
-def _register_presets() -> None:
-    from leangen.models.paired_presets import register_family
-
-    paper = {"asapnet-facades-512": (82_007_363, 26.07, 0.593), "asapnet-facades-1024": (82_269_763, 37.91, 1.471),
-             "asapnet-cityscapes-256x512": (83_201_411, 48.88, 0.507)}
-    register_family(
-        "asapnet", "asapnet",
-        lambda k, h, aspect, edge: dict(num_classes=k, resolution=h, aspect=aspect, instance_edge=edge,
-                                        reflection_pad=not edge),  # facades scripts: reflection; cityscapes: zeros
-        # S=8 (S1=2, S2=4): a 4x4 grid of 16-wide MLPs; init gain 1 so a random model's output is not flat
-        tiny=dict(downsampling=8, learned_ds=4, lr_width=16, lr_max_width=64, lr_depth=2, hr_width=16, init_gain=1.0),
-        describe="ASAP-Net (official configuration, tile S = height/16)",
-        paper={n: {"params": p, "params_m": p / 1e6, "gmacs": g, "cpu_latency_s_official": t, "source": REFERENCE}
-               for n, (p, g, t) in paper.items()},
-        prunable=True)  # channels / channel_groups: leangen compress works on every ASAP-Net preset
-
-
-_register_presets()

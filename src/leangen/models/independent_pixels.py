@@ -51,19 +51,3 @@ class IndependentPixelModel(LikelihoodModel):
 
     def extra_repr(self) -> str:
         return f"resolution={self.img_resolution}, channels={self.img_channels}, bits={self.bits}"
-
-
-def _register_presets() -> None:
-    from leangen.registry import Preset, register_preset
-
-    for res in (32, 64):
-        register_preset(Preset(
-            name=f"independent-pixels-{res}", family="independent-pixels", task="likelihood", resolution=res,
-            objective="likelihood", components={"model": ("independent-pixels", dict(resolution=res))},
-            training=dict(batch=32, lr=0.01, metrics=["bpd"]),
-            description=f"one categorical per sub-pixel at {res}x{res}: the bits/dim floor of likelihood models"))
-
-
-_register_presets()
-
-

@@ -65,14 +65,3 @@ class Pix2PixHDGlobal(Translator):
     def example_inputs(self, batch: int) -> tuple[Any, ...]:
         gen = torch.Generator().manual_seed(0)
         return (torch.randint(0, self.num_classes, (batch, self.img_height, self.img_width), generator=gen),)
-
-
-def _register_presets() -> None:
-    from leangen.models.paired_presets import register_family
-
-    register_family("pix2pixhd", "pix2pixhd-global",
-                    lambda k, h, aspect, edge: dict(num_classes=k, resolution=h, aspect=aspect, instance_edge=edge),
-                    tiny=dict(ngf=8, n_down=2, n_blocks=2), describe="pix2pixHD-style global generator (ngf 64)")
-
-
-_register_presets()

@@ -65,14 +65,3 @@ class SPADEGenerator(Translator):
 
 def _up(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2.0, mode="nearest")
-
-
-def _register_presets() -> None:
-    from leangen.models.paired_presets import register_family
-
-    register_family("spade", "spade-generator",
-                    lambda k, h, aspect, edge: dict(num_classes=k, resolution=h, aspect=aspect, instance_edge=edge),
-                    tiny=dict(nf=4, hidden=16, num_up=3), describe="SPADE generator (nf 64, no encoder)")
-
-
-_register_presets()

@@ -20,7 +20,7 @@ from torch import nn
 
 from leangen.models.base import Translator, register_model
 from leangen.ops.labels import one_hot_labels
-from leangen.ops.prunable import ChannelGroup, register_translator_presets
+from leangen.ops.prunable import ChannelGroup
 
 
 def _norm(kind: str, ch: int, affine: bool = False) -> nn.Module:
@@ -116,16 +116,3 @@ class UnetGenerator(Translator):
             slices = produced(f"up.{i}", f"up_norm.{i}", True) + [(f"up.{i - 1}.weight", 0, self.enc[i - 1])]
             groups.append(ChannelGroup(index=len(groups), norms=[f"up_norm.{i}"], slices=slices))
         return groups
-
-
-def _register_presets() -> None:
-    register_translator_presets(
-        "unet-256", "unet-generator", dict(num_classes=9, resolution=256, ngf=64, num_downs=8),
-        paper={"source": "pix2pix unet_256 layout (BatchNorm); 54,413,955 parameters with 3-channel image input"},
-        description="pix2pix U-Net generator (8 levels, BatchNorm, skip concatenation) at 256x256")
-    register_translator_presets(
-        "unet-tiny32", "unet-generator", dict(num_classes=9, resolution=32, ngf=8, num_downs=5, norm="instance"),
-        tiny=True, description="U-Net generator (ngf 8, 5 levels, InstanceNorm) at 32x32 for CPU tests")
-
-
-_register_presets()

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from leangen.data.label_maps import instance_edges  # noqa: F401  (re-exported: models build their input here)
 
 
 def one_hot_labels(labels: torch.Tensor, num_classes: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -16,20 +17,6 @@ def one_hot_labels(labels: torch.Tensor, num_classes: int, dtype: torch.dtype = 
     # A comparison against arange rather than F.one_hot: same result, and it exports to ONNX as Equal + Cast.
     classes = torch.arange(num_classes, device=labels.device).view(1, num_classes, 1, 1)
     return (labels.long().unsqueeze(1) == classes).to(dtype)
-
-
-def instance_edges(instances: torch.Tensor) -> torch.Tensor:
-    """Instance ids int ``[B, H, W]`` -> ``[B, 1, H, W]`` float: 1 where a 4-neighbour has another id (pix2pixHD's
-    boundary map), else 0."""
-    t = instances
-    edge = torch.zeros_like(t, dtype=torch.bool)
-    dx = t[:, :, 1:] != t[:, :, :-1]
-    dy = t[:, 1:, :] != t[:, :-1, :]
-    edge[:, :, 1:] |= dx
-    edge[:, :, :-1] |= dx
-    edge[:, 1:, :] |= dy
-    edge[:, :-1, :] |= dy
-    return edge.unsqueeze(1).float()
 
 
 def conv_norm(cin: int, cout: int, kernel: int, stride: int = 1, norm: str = "instance", *,

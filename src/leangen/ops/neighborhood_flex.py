@@ -20,7 +20,7 @@ from typing import Any, Callable
 import torch
 
 from leangen.execution.compile import CompilePerKey, compile_per_key
-from leangen.ops.neighborhood import from_dilation_groups, to_dilation_groups
+from leangen.ops.neighborhood_base import from_dilation_groups, to_dilation_groups
 
 #: Largest query count (per dilation group) eager flex may run: its N x N scores then stay under ~64 MB per head.
 EAGER_MAX_TOKENS = 4096

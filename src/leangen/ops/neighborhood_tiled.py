@@ -12,7 +12,7 @@ import functools
 
 import torch
 
-from leangen.ops.neighborhood import separable_bias, window_index
+from leangen.ops.neighborhood_base import separable_bias, window_index
 
 TILE = 8
 

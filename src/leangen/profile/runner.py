@@ -65,7 +65,7 @@ def _resolve(spec: str | os.PathLike | nn.Module, device: torch.device) -> _Item
         import leangen
 
         return _item_for_module(str(spec), leangen.load(path, device=device))
-    from leangen.registry import get_preset
+    from leangen.presets import get_preset
 
     preset = get_preset(str(spec))  # KeyError with close matches for unknown names
 

@@ -239,7 +239,7 @@ def _load(spec: str | nn.Module) -> tuple[str, str, str, nn.Module]:
 
         name, model = str(spec), leangen.load(spec, device="cpu")
     else:
-        from leangen.registry import get_preset
+        from leangen.presets import get_preset
 
         preset = get_preset(str(spec))  # KeyError with close matches for unknown names
         return preset.name, preset.family, preset.task, preset.build(preset.main_component)
@@ -254,7 +254,8 @@ def profile_runtimes(specs: Sequence[str | nn.Module], runtimes: Sequence[str] =
     the CPU in fp32, all interleaved in this process (``measure_runtimes``). One row per (model, runtime, threads)
     with the keys of ``RUNTIME_ROW_KEYS``; ``throughput`` is images/s (FPS), ``speedup_vs_eager`` the eager latency
     at the same thread count over this one's, ``gmacs`` executed multiply-adds per image."""
-    from leangen.profile import count_macs, count_params, device_name
+    from leangen.profile.device import device_name
+    from leangen.profile.macs import count_macs, count_params
     from leangen.profile.inputs import example_inputs
 
     if batch < 1 or repeats < 1 or warmup < 0 or not threads or min(threads) < 1:

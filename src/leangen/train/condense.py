@@ -1,6 +1,6 @@
 """The condensation objective: paired GAN training (``paired_gan``) of a prunable translator with affine norms, plus
 a group-lasso proximal step on the norms' per-channel (γ, β) after every generator update, on a ramped schedule.
-See ``leangen.compress.condense`` for the design. The entry (what ``leangen.load`` returns) is ``G`` itself: an EMA
+See ``leangen.ops.group_lasso`` for the design. The entry (what ``leangen.load`` returns) is ``G`` itself: an EMA
 would blur the exact zeros the penalty produces.
 """
 from __future__ import annotations
@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 import torch
 from torch import nn
 
-from leangen.compress.condense import proximal_step
+from leangen.ops.group_lasso import proximal_step
 from leangen.train.paired import PairedGANObjective
 
 if TYPE_CHECKING:
-    from leangen.registry import Preset
+    from leangen.presets import Preset
     from leangen.train.options import TrainOptions
     from leangen.train.runtime import Runtime
 

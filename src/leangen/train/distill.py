@@ -25,7 +25,7 @@ from leangen.train.paired import _instance_kwargs, _over_scales
 
 if TYPE_CHECKING:
     from leangen.data.batch import Batch
-    from leangen.registry import Preset
+    from leangen.presets import Preset
     from leangen.train.options import TrainOptions
     from leangen.train.runtime import Runtime
 

@@ -39,8 +39,8 @@ __all__ = ["GANObjective", "build_component", "lazy_adam"]
 
 if TYPE_CHECKING:
     from leangen.data.batch import Batch
-    from leangen.registry import Preset
-    from leangen.train.loop import Runtime
+    from leangen.presets import Preset
+    from leangen.train.runtime import Runtime
     from leangen.train.options import TrainOptions
 
 

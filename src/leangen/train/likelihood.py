@@ -15,7 +15,7 @@ from leangen.train.objective import Objective, build_component
 
 if TYPE_CHECKING:
     from leangen.data.batch import Batch
-    from leangen.registry import Preset
+    from leangen.presets import Preset
     from leangen.train.runtime import Runtime
     from leangen.train.options import TrainOptions
 

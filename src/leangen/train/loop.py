@@ -52,7 +52,7 @@ from leangen.train.snapshot import NonFiniteLossError, SnapshotWriter, TrainingE
 from leangen.utils.files import write_json_atomic
 from leangen.utils.timefmt import format_time
 
-__all__ = ["NonFiniteLossError", "Runtime", "TrainResult", "TrainingError", "TrainingLoop", "ema_beta", "train",
+__all__ = ["NonFiniteLossError", "TrainResult", "TrainingError", "TrainingLoop", "ema_beta", "train",
            "update_ema"]
 
 
@@ -130,7 +130,7 @@ class TrainingLoop:
 
     # -- set-up -----------------------------------------------------------------------------------------------------
     def _run(self, rt: Runtime) -> TrainResult:
-        from leangen.registry import get_preset
+        from leangen.presets import get_preset
 
         # 1. Options, resolved against the run being resumed and the preset.
         notes: list[str] = []

@@ -32,8 +32,8 @@ from torch import nn
 
 if TYPE_CHECKING:
     from leangen.data.batch import Batch
-    from leangen.registry import Preset
-    from leangen.train.loop import Runtime
+    from leangen.presets import Preset
+    from leangen.train.runtime import Runtime
     from leangen.train.options import TrainOptions
 
 # objective name (the preset's ``objective`` field) -> "module:Class", imported only when used.

@@ -90,7 +90,7 @@ def resolve_options(opts: TrainOptions, stored: dict[str, Any] | None = None) ->
 
     ``stored`` is the resolved options of a run being resumed (``read_run_options``).
     """
-    from leangen.registry import get_preset
+    from leangen.presets import get_preset
     from leangen.train.objective import get_objective
 
     stored = dict(stored or {})

@@ -1,4 +1,4 @@
-"""Condensation: drive whole channels of a prunable model to exactly zero with a group-lasso penalty on the
+"""Group lasso for condensation (``leangen.train.condense``): drive whole channels of a prunable model to exactly zero with a group-lasso penalty on the
 per-channel scale and shift of its affine norms.
 
 Design (the paper's exact regularizer was not retrievable; these choices are ours, each configurable):
@@ -19,7 +19,6 @@ Design (the paper's exact regularizer was not retrievable; these choices are our
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -67,33 +66,3 @@ def proximal_step(model: nn.Module, threshold: float) -> None:
         scale = (1 - threshold * (len(vecs) / 2) ** 0.5 / norm.clamp_min(1e-12)).clamp_min(0)
         for v in vecs:
             v.mul_(scale.to(v.dtype))
-
-
-def histogram(scores: list[torch.Tensor], path: str | Path, threshold: float | None = None,
-              title: str = "channel importance") -> Path:
-    """Plot the distribution of channel importances (log x axis, zeros at the left edge) to ``path`` (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    values = torch.cat(scores).numpy()
-    floor = 1e-6
-    bins = np.logspace(np.log10(floor), np.log10(max(float(values.max()), floor * 10)), 40)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.hist(np.clip(values, floor, None), bins=bins, color="tab:blue")
-    ax.set_xscale("log")
-    ax.set_xlabel("||(γ, β)|| per channel (values < 1e-6 drawn at 1e-6)")
-    ax.set_ylabel("channels")
-    zero = int((values < floor).sum())
-    ax.set_title(f"{title}: {zero}/{values.size} channels at zero")
-    if threshold:
-        ax.axvline(threshold, color="tab:red", linestyle="--", label=f"threshold {threshold:g}")
-        ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
