@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from _tier import RESUME_STEPS, STEPS, Data, need_inception, only_run, run_cli, train_args
+from _tier import BATCH, RESUME_STEPS, STEPS, Data, need_inception, only_run, run_cli, train_args
 
 pytestmark = pytest.mark.cuda
 
@@ -92,8 +92,12 @@ def test_trains_snapshots_and_resumes(preset: str, run_of: Callable[[str], Path]
     assert execution(run)["device"] == dev and execution(run)["precision"] == "fp32"
     run_cli("train", "--resume", run, "--steps", str(STEPS + RESUME_STEPS), "--device", dev, "--no-progress")
     rows = stats(run)
+    # step and images shown both continue from the snapshot (a resume that restarts either counter fails here)
     assert rows[-1]["step"] == STEPS + RESUME_STEPS
+    assert rows[-1]["kimg"] == pytest.approx((STEPS + RESUME_STEPS) * BATCH / 1000)
     assert latest_snapshot(run) not in (None, first)
+    resumed = json.loads((run / "training_options.json").read_text())["run"]
+    assert Path(resumed["resumed_from"]).name == first.name and resumed["execution"]["device"] == dev
     assert_finite_losses(rows)
 
 
