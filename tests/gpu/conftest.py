@@ -70,8 +70,9 @@ def device() -> torch.device:
 
 @pytest.fixture(scope="session")
 def dev(device: torch.device) -> str:
-    """``--device`` value for the CLI (the indexed device, so each verb re-resolves to the same one)."""
-    return str(device)
+    """``--device`` value for the CLI: the spec as given (plain ``cuda``, which every verb must resolve to the
+    indexed device itself; it once crashed ``torch.cuda.set_device``). Records name ``str(device)``."""
+    return DEVICE_SPEC
 
 
 @pytest.fixture(scope="session", autouse=True)

