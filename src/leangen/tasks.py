@@ -147,7 +147,7 @@ class Task:
         """``ValueError`` when the first batch does not fit the model (checked once, on the first batch)."""
         res = getattr(model, "img_resolution", None)
         ch = getattr(model, "img_channels", 3)
-        width = getattr(model, "img_width", res)  # non-square translators (Cityscapes 1:2) give their width
+        width = getattr(model, "img_width", None) or res  # non-square translators (Cityscapes 1:2) give their width
         if res is not None and tuple(batch.image.shape[1:]) != (ch, res, width):
             raise ValueError(f"dataset images are {tuple(batch.image.shape[1:])} but the model makes "
                              f"({ch}, {res}, {width}); recreate the dataset at {res}px")
@@ -307,13 +307,13 @@ def get_task(name: str) -> Task:
 def task_for_model(model: Any) -> Task:
     """The task of a loaded model, from its ``kind`` (generator, likelihood, translator; a translator that takes
     images, ``input_kind == "image"``, is an unpaired one)."""
-    kind = getattr(model, "kind", "other")
-    if kind not in _BY_KIND:
-        raise ValueError(f"a {type(model).__name__} ({kind}) is not a model that generates, scores or translates "
-                         f"images")
-    if kind == "translator" and getattr(model, "input_kind", "labels") == "image":
-        return UnpairedTask()
-    return _BY_KIND[kind]()
+    from leangen.models.pretrained import model_kind, model_task
+
+    name = model_task(model)
+    if name is None:
+        raise ValueError(f"a {type(model).__name__} ({model_kind(model)}) is not a model that generates, scores or "
+                         f"translates images")
+    return get_task(name)
 
 
 def open_eval_data(data: Any, model: Any, split: str | None = None, resolution: int | None = None, *,

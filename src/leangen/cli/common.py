@@ -155,7 +155,9 @@ def load_model(network: str, device: Any, kinds: tuple[str, ...] | None = None, 
             fail(str(e.args[0] if isinstance(e, KeyError) and e.args else e))
     for w in caught:  # every one, e.g. that an older snapshot was used because the newest is damaged
         click.echo(f"{'note' if 'randomly initialized' in str(w.message) else 'warning'}: {w.message}", err=True)
-    kind = getattr(model, "kind", "other")
+    from leangen.models.pretrained import model_kind
+
+    kind = model_kind(model)
     if kinds is not None and kind not in kinds:
         wanted = " or ".join(KIND_NAMES.get(k, k) for k in kinds)
         fail(f"{network} holds {KIND_NAMES.get(kind, kind)} ({getattr(model, 'model_type', type(model).__name__)}); "

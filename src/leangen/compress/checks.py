@@ -43,6 +43,7 @@ def teacher_preset(opts: "CompressOptions") -> str:
 def check_options(opts: "CompressOptions") -> tuple[Any, str]:
     """Validate ``opts`` (see the module doc); returns the loaded teacher and its preset."""
     import leangen
+    from leangen.models.pretrained import model_task
     from leangen.presets import get_preset
 
     if not opts.threads or any(not isinstance(t, int) or isinstance(t, bool) or t < 1 for t in opts.threads):
@@ -55,8 +56,8 @@ def check_options(opts: "CompressOptions") -> tuple[Any, str]:
         teacher = leangen.load(path)
     except (FileNotFoundError, ValueError, KeyError, OSError) as e:
         raise ValueError(f"cannot load the teacher {opts.teacher}: {_first_line(e)}") from None
-    what = f"{opts.teacher} holds a {getattr(teacher, 'kind', 'network')} ({getattr(teacher, 'model_type', '?')})"
-    if getattr(teacher, "kind", None) != "translator" or getattr(teacher, "input_kind", "labels") != "labels":
+    what = f"{opts.teacher} holds a {teacher.kind} ({teacher.model_type})"
+    if model_task(teacher) != "paired":
         raise ValueError(f"{what}; leangen compress needs a trained label-map translator (ResNet, U-Net, ASAP-Net)")
     if not teacher.prunable:
         raise ValueError(f"{what} without prunable channels; leangen compress works on ResNet, U-Net and ASAP-Net "

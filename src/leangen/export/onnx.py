@@ -28,7 +28,7 @@ from typing import Any, Iterator, Literal, Sequence
 import torch
 from torch import nn
 
-from leangen.models.base import StyleGenerator, Translator
+from leangen.models.base import StyleGenerator, Translator, model_kind
 
 Exporter = Literal["dynamo", "torchscript"]
 
@@ -68,7 +68,7 @@ def unsupported_reason(model: nn.Module) -> str | None:
     """Why ``model`` has no ONNX export (one clause), or None when it has one (generators and translators)."""
     if isinstance(model, (StyleGenerator, Translator)):
         return None
-    kind = getattr(model, "kind", "other")
+    kind = model_kind(model)
     if kind == "likelihood":
         return ("a likelihood model's forward scores images (log p(x)) and its sampling draws each pixel from the "
                 "predicted distribution (one after another for ar-decoder and spn), so it has no image-producing "
@@ -190,7 +190,7 @@ def export_translator_onnx(T: Translator, path: str | os.PathLike, batch: int = 
         raise TypeError(f"export_translator_onnx needs a translator, got {type(T).__name__}")
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
-    h, w = size or (T.img_resolution, getattr(T, "img_width", T.img_resolution))
+    h, w = size or T.output_size
     path = _prepare(path)
     with _eval_mode(T) as device, _exportable_attention(T):
         x = translator_input(T, max(batch, 2) if dynamic_batch else batch, h, w, one_hot).to(device)

@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterator, Literal
 import torch
 
 from leangen.metrics.inception import InceptionFeatures, ResizeMode, load_inception, weights_sha256
+from leangen.models.pretrained import model_kind  # noqa: F401  (re-exported: metrics read the kind from here)
 
 CovMode = Literal["biased", "unbiased"]
 # What each FID covariance normalization is, as records and cache keys name it.
@@ -50,20 +51,6 @@ class EvalContext:
     def ddof(self) -> int:
         return COV_DDOF[self.cov]
 
-
-def model_kind(model: Any) -> str:
-    """``generator`` | ``likelihood`` | ``translator`` | ... from ``model.kind``, else from what it has (plain
-    modules in tests: ``z_dim`` -> generator, ``log_prob`` -> likelihood, ``num_classes`` -> translator)."""
-    kind = getattr(model, "kind", None)
-    if isinstance(kind, str) and kind != "other":
-        return kind
-    if hasattr(model, "log_prob"):
-        return "likelihood"
-    if hasattr(model, "z_dim"):
-        return "generator"
-    if hasattr(model, "num_classes"):
-        return "translator"
-    return kind if isinstance(kind, str) else "other"
 
 
 def model_device(model: Any) -> torch.device | None:

@@ -59,6 +59,7 @@ class ASAPNet(Translator):
 
     prunable = True
 
+    takes_instances = True
     def __init__(self, num_classes: int = 13, resolution: int = 512, aspect: int = 1, downsampling: int | None = None,
                  learned_ds: int = 16, lr_width: int = 64, lr_max_width: int = 1024, lr_depth: int = 7,
                  hr_width: int = 64, hr_depth: int = 5, instance_edge: bool = False,

@@ -1,188 +1,28 @@
-"""What every leangen model shares: a type registry, ``save_pretrained``/``from_pretrained`` and, for style-based
-generators, the mapping network, truncation and seeded generation.
+"""The model contract: the three kinds of model leangen serves and what each declares.
 
-A saved model is a folder with ``config.json`` (model type + constructor arguments) and ``model.safetensors``
-(the state dict). No code is pickled; loading rebuilds the module from the registered class.
+``PretrainedModel`` (``leangen.models.pretrained``) declares what every model is and offers, each capability as a
+class attribute with a default; ``StyleGenerator`` (z -> image), ``LikelihoodModel`` (image <-> log-probability) and
+``Translator`` (label map or image -> image) add their kind's inputs and methods. Callers ask these declarations and
+``model_task(model)``; they never probe with ``hasattr``. The names below are importable from here as before.
 """
 from __future__ import annotations
 
-import functools
-import inspect
-import json
-import os
-from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, Literal, TypeVar
+from typing import Any, Callable, ClassVar, Iterable
 
 import numpy as np
 import torch
-from torch import nn
 
+from leangen.models.images import OutputType, convert_images, image_grid, to_uint8
+from leangen.models.pretrained import (CONFIG_NAME, KIND_TASKS, MODEL_TYPES, WEIGHTS_NAME, ModelLoadError,
+                                       PretrainedModel, check_weights, load_weights, model_kind, model_task,
+                                       read_weights, register_model)
 from leangen.ops.mapping import MappingNetwork
 from leangen.ops.modulated import NoiseMode
-from leangen.utils.files import atomic_path, durable_writer
 from leangen.utils.seeds import latents_for_seeds, parse_seeds
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-MODEL_TYPES: dict[str, type["PretrainedModel"]] = {}
-
-M = TypeVar("M", bound="PretrainedModel")
-
-
-class ModelLoadError(ValueError):
-    """A saved model cannot be loaded: its config and weights disagree, or a file is damaged. Names file and key."""
-
-
-def register_model(model_type: str) -> Callable[[type[M]], type[M]]:
-    """Class decorator: register ``cls`` under ``model_type`` and record its constructor arguments as ``self.config``."""
-
-    def wrap(cls: type[M]) -> type[M]:
-        if model_type in MODEL_TYPES and MODEL_TYPES[model_type] is not cls:
-            raise ValueError(f"model type {model_type!r} registered twice")
-        MODEL_TYPES[model_type] = cls
-        cls.model_type = model_type
-        init = cls.__init__
-        sig = inspect.signature(init)
-
-        @functools.wraps(init)
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            bound = sig.bind(self, *args, **kwargs)
-            bound.apply_defaults()
-            init(self, *args, **kwargs)
-            cfg = {k: v for k, v in bound.arguments.items() if k != "self"}
-            self.config = json.loads(json.dumps(cfg))  # JSON round trip: tuples -> lists, and fails early on bad types
-
-        cls.__init__ = __init__  # type: ignore[method-assign]
-        return cls
-
-    return wrap
-
-
-class PretrainedModel(nn.Module):
-    """Base of every registered model: ``save_pretrained(dir)`` and ``from_pretrained(dir)``."""
-
-    model_type: ClassVar[str] = ""
-    # What the model does, for dispatch in ``leangen.load`` users and CLI verbs: "generator" (z -> image),
-    # "likelihood" (image <-> log-probability), "translator" (label map -> image), "discriminator", "other".
-    kind: ClassVar[str] = "other"
-    config: dict[str, Any]
-
-    def num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    def save_pretrained(self, directory: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (each file replaced atomically)."""
-        from safetensors.torch import save
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous().clone() for k, v in self.state_dict().items()}
-        # Serialized here and written by Python: safetensors' own file writer does not report a full disk as OSError.
-        data = save(state, metadata={"model_type": self.model_type})
-        with atomic_path(directory / WEIGHTS_NAME) as tmp, durable_writer(tmp) as f:
-            f.write(data)
-        meta = {"model_type": self.model_type, "config": self.config, "leangen_version": _version()}
-        if extra:
-            meta.update(extra)
-        with atomic_path(directory / CONFIG_NAME) as tmp:
-            tmp.write_text(json.dumps(meta, indent=2) + "\n")
-        return directory
-
-    @classmethod
-    def from_pretrained(cls: type[M], directory: str | os.PathLike, device: str | torch.device = "cpu") -> M:
-        """Rebuild a model saved by ``save_pretrained``.
-
-        Raises ``ModelLoadError`` (a ``ValueError``) naming the file and the first offending argument or tensor when
-        the folder holds another model, its config and weights disagree, or a file is damaged.
-        """
-        directory = Path(directory)
-        cfg_path = directory / CONFIG_NAME
-        if not cfg_path.is_file():
-            raise FileNotFoundError(f"{directory} is not a saved leangen model (no {CONFIG_NAME})")
-        try:
-            meta = json.loads(cfg_path.read_text())
-            model_type, config = meta["model_type"], meta["config"]
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
-            raise ModelLoadError(f"{cfg_path} is not a leangen model config: {e}") from None
-        target = MODEL_TYPES.get(model_type)
-        if target is None:
-            raise ModelLoadError(f"{cfg_path}: unknown model type {model_type!r} "
-                                 f"(known: {', '.join(sorted(MODEL_TYPES))})")
-        if cls is not PretrainedModel and not issubclass(target, cls):
-            raise ModelLoadError(f"{directory} holds a {model_type!r} model, not a {cls.model_type or cls.__name__!r}")
-        model = _build(target, config, cfg_path)
-        weights = directory / WEIGHTS_NAME
-        if not weights.is_file():
-            raise FileNotFoundError(f"{directory}: missing {WEIGHTS_NAME}")
-        load_weights(model, weights)
-        return model.to(device).eval()  # type: ignore[return-value]
-
-
-def _build(target: type[M], config: Any, cfg_path: Path) -> M:
-    """``target(**config)``, with a ``ModelLoadError`` naming the argument instead of a ``TypeError``."""
-    if not isinstance(config, dict):
-        raise ModelLoadError(f"{cfg_path}: 'config' must be an object of constructor arguments, got {config!r}")
-    params = inspect.signature(target).parameters  # follows the registry's functools.wraps to the real __init__
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    unknown = [k for k in config if k not in params and not takes_any]
-    if unknown:
-        raise ModelLoadError(f"{cfg_path}: unknown argument {unknown[0]!r} for model type {target.model_type!r}")
-    try:
-        return target(**config)
-    except (TypeError, ValueError, AssertionError) as e:  # a missing or invalid constructor argument
-        raise ModelLoadError(f"{cfg_path}: cannot build a {target.model_type!r} from it: {e}") from None
-
-
-def read_weights(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """The tensors of a ``model.safetensors``; ``ModelLoadError`` when it is truncated, empty or not safetensors."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path), device=str(device))
-    except SafetensorError as e:
-        raise ModelLoadError(f"{path} is truncated or not a safetensors file ({e})") from None
-
-
-def check_weights(module: nn.Module, state: dict[str, torch.Tensor], source: str | os.PathLike) -> None:
-    """Raise ``ModelLoadError`` naming the first tensor of ``state`` that ``module`` lacks, misses or shapes otherwise.
-
-    Checked before ``load_state_dict``, whose error lists every mismatch of every key in one long traceback.
-    """
-    expected = module.state_dict()
-    bad = f"{source} does not match its config:"
-    for key, have in state.items():
-        want = expected.get(key)
-        if want is None:
-            raise ModelLoadError(f"{bad} tensor {key!r} is not part of the {type(module).__name__} the config "
-                                 f"builds (weights of another model?)")
-        if tuple(have.shape) != tuple(want.shape):
-            raise ModelLoadError(f"{bad} tensor {key!r} has shape {list(have.shape)}, the config builds "
-                                 f"{list(want.shape)}")
-    missing = [k for k in expected if k not in state]
-    if missing:
-        raise ModelLoadError(f"{bad} tensor {missing[0]!r} is missing ({len(missing)} of the {len(expected)} tensors "
-                             f"the config builds are absent)")
-
-
-def load_weights(module: nn.Module, path: str | os.PathLike) -> None:
-    """Read ``path`` (safetensors), check it against ``module`` and load it in place (strict)."""
-    device = next(iter(module.state_dict().values()), torch.empty(0)).device
-    state = read_weights(path, device)
-    check_weights(module, state, path)
-    module.load_state_dict(state, strict=True)
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("leangen")
-    except Exception:  # pragma: no cover - running from a source tree
-        return "0+unknown"
-
-
-OutputType = Literal["pil", "pt", "np"]
+__all__ = ["CONFIG_NAME", "KIND_TASKS", "LikelihoodModel", "MODEL_TYPES", "ModelLoadError", "OutputType",
+           "PretrainedModel", "StyleGenerator", "Translator", "WEIGHTS_NAME", "check_weights", "convert_images",
+           "image_grid", "load_weights", "model_kind", "model_task", "read_weights", "register_model", "to_uint8"]
 
 
 class StyleGenerator(PretrainedModel):
@@ -193,6 +33,7 @@ class StyleGenerator(PretrainedModel):
     """
 
     kind: ClassVar[str] = "generator"
+    input_kind: ClassVar[str] = "latent"
     z_dim: int
     w_dim: int
     num_ws: int
@@ -202,6 +43,10 @@ class StyleGenerator(PretrainedModel):
     def _init_mapping(self, z_dim: int, w_dim: int, num_layers: int, lr_mul: float, num_ws: int, resolution: int) -> None:
         self.z_dim, self.w_dim, self.num_ws, self.img_resolution = z_dim, w_dim, num_ws, resolution
         self.mapping = MappingNetwork(z_dim, w_dim, num_layers, lr_mul)
+
+    def example_inputs(self, batch: int) -> tuple[torch.Tensor]:
+        """Seeded latents ``z [batch, z_dim]`` (drawn on the CPU)."""
+        return (torch.randn(batch, self.z_dim, generator=torch.Generator("cpu").manual_seed(0)),)
 
     def synthesis(self, ws: torch.Tensor, noise_mode: NoiseMode = "random", **kwargs: Any) -> torch.Tensor:
         raise NotImplementedError
@@ -245,6 +90,7 @@ class LikelihoodModel(PretrainedModel):
     """
 
     kind: ClassVar[str] = "likelihood"
+    input_kind: ClassVar[str] = "image"
     img_resolution: int
     img_channels: int = 3
     bits: int = 8
@@ -252,6 +98,10 @@ class LikelihoodModel(PretrainedModel):
 
     def log_prob(self, images: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def training_log_prob(self, images: torch.Tensor) -> torch.Tensor:
+        """The log-likelihood the trainer maximizes (default ``log_prob``; a model may train on a cheaper bound)."""
+        return self.log_prob(images)
 
     def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
         raise NotImplementedError
@@ -298,7 +148,6 @@ class Translator(PretrainedModel):
     img_channels: int = 3
 
     in_channels: int | None = None  # set by translators built for image input (CycleGAN / image-to-image)
-    prunable: ClassVar[bool] = False  # declares channel_groups() (leangen.ops.prunable): leangen compress takes it
     size_multiple: int = 1            # input height and width must be multiples of this (2**downsamplings, tile)
     min_input_size: int = 1           # ... and at least this (reflection padding at the coarsest level)
 
@@ -310,7 +159,7 @@ class Translator(PretrainedModel):
                              f"{low}")
 
     @property
-    def input_kind(self) -> str:
+    def input_kind(self) -> str:  # type: ignore[override]
         """``"image"`` (images in [-1, 1]) for a translator built with ``in_channels``, else ``"labels"``."""
         return "image" if self.in_channels else "labels"
 
@@ -333,7 +182,7 @@ class Translator(PretrainedModel):
     def check_images(self, images: torch.Tensor) -> torch.Tensor:
         """Images ``[B, C, H, W]`` (uint8 0..255 or float in [-1, 1]) as float in [-1, 1] for an image-input
         translator; ``ValueError`` for another shape or channel count."""
-        channels = int(getattr(self, "in_channels", None) or 3)
+        channels = int(self.in_channels or 3)
         if images.dim() != 4 or images.shape[1] != channels or images.dtype == torch.bool:
             raise ValueError(f"this translator takes images [B, {channels}, H, W] (uint8, or float in [-1, 1]), got "
                              f"{images.dtype} {tuple(images.shape)}")
@@ -381,31 +230,3 @@ class Translator(PretrainedModel):
         outs = [run(i).float().cpu() for i in range(0, n, batch_size)]
         self.train(was_training)
         return convert_images(torch.cat(outs), output_type)
-
-
-def convert_images(images: torch.Tensor, output_type: OutputType) -> Any:
-    """Float ``[N, 3, H, W]`` in [-1, 1] -> ``pt`` (unchanged), ``np`` (uint8 ``[N, H, W, 3]``) or ``pil`` (list)."""
-    if output_type == "pt":
-        return images
-    arr = to_uint8(images).permute(0, 2, 3, 1).numpy()
-    if output_type == "np":
-        return arr
-    from PIL import Image
-
-    return [Image.fromarray(a) for a in arr]
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """``[-1, 1]`` float images -> uint8 ``[0, 255]`` (StyleGAN quantization: x * 127.5 + 128, clamp, truncate)."""
-    return (images.float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
-
-
-def image_grid(images: torch.Tensor, ncols: int | None = None) -> np.ndarray:
-    """``[N, 3, H, W]`` in [-1, 1] -> one uint8 ``[rows*H, cols*W, 3]`` grid."""
-    n, c, h, w = images.shape
-    ncols = ncols or int(np.ceil(np.sqrt(n)))
-    nrows = int(np.ceil(n / ncols))
-    grid = torch.full((nrows * ncols, c, h, w), 255, dtype=torch.uint8)
-    grid[:n] = to_uint8(images)
-    grid = grid.reshape(nrows, ncols, c, h, w).permute(0, 3, 1, 4, 2).reshape(nrows * h, ncols * w, c)
-    return grid.numpy()

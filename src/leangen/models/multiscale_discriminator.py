@@ -49,6 +49,7 @@ class MultiscaleDiscriminator(PretrainedModel):
 
     kind = "discriminator"
 
+    takes_instances = True
     def __init__(self, num_classes: int = 13, width: int = 64, layers: int = 4, max_width: int = 512,
                  num_d: int = 2, instance_edge: bool = False) -> None:
         super().__init__()

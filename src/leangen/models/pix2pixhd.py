@@ -34,6 +34,7 @@ class Pix2PixHDGlobal(Translator):
     """``labels int64 [B, H, W]`` (or one-hot ``[B, K, H, W]``) -> ``[B, 3, H, W]`` in (-1, 1); sides must be
     multiples of ``2**n_down``. ``resolution``/``aspect`` only set the example size used for profiling."""
 
+    takes_instances = True
     def __init__(self, num_classes: int = 13, resolution: int = 512, aspect: int = 1, ngf: int = 64,
                  n_down: int = 4, n_blocks: int = 9, instance_edge: bool = False) -> None:
         super().__init__()

@@ -23,6 +23,7 @@ class SPADEGenerator(Translator):
     """``labels int64 [B, H, W]`` (or one-hot ``[B, K, H, W]``) -> ``[B, 3, H, W]`` in (-1, 1); sides must be
     multiples of ``2**num_up``."""
 
+    takes_instances = True
     def __init__(self, num_classes: int = 13, resolution: int = 512, aspect: int = 1, nf: int = 64,
                  num_up: int = 5, hidden: int = 128, instance_edge: bool = False) -> None:
         super().__init__()

@@ -25,13 +25,12 @@ def example_inputs(model: nn.Module, batch: int, device: torch.device | str = "c
     """
     from leangen.models.base import StyleGenerator
 
-    hook = getattr(model, "example_inputs", None)
-    if callable(hook):
+    hook = getattr(model, "example_inputs", None)  # plain modules may define it too
+    if isinstance(model, StyleGenerator):  # its z, with the noise fixed so every call does the same work
+        args, kwargs = model.example_inputs(batch), {"noise_mode": "const"}
+    elif callable(hook):
         raw = hook(batch)
         args, kwargs = (tuple(raw), {}) if not isinstance(raw, torch.Tensor) else ((raw,), {})
-    elif isinstance(model, StyleGenerator):
-        z = torch.randn(batch, model.z_dim, generator=torch.Generator("cpu").manual_seed(0))
-        args, kwargs = (z,), {"noise_mode": "const"}
     else:
         raise TypeError(f"don't know how to make inputs for {type(model).__name__}: give it a method "
                         f"example_inputs(batch) -> tuple of positional inputs")

@@ -80,9 +80,11 @@ def _resolve(spec: str | os.PathLike | nn.Module, device: torch.device) -> _Item
 
 
 def _item_for_module(name: str, model: nn.Module) -> _Item:
+    from leangen.models.pretrained import model_task
+
     model_type = getattr(model, "model_type", "") or type(model).__name__
     family = model_type.removesuffix("-generator")
-    task = "unconditional" if hasattr(model, "z_dim") else getattr(model, "task", "")
+    task = model_task(model) or ""
     return _Item(name, family, task, getattr(model, "img_resolution", None), None, model=model.eval(),
                  meta=_meta_clone(model))
 

@@ -69,7 +69,7 @@ def runtime_inputs(model: nn.Module, batch: int) -> tuple[nn.Module, tuple[torch
         z = torch.randn(batch, model.z_dim, generator=torch.Generator().manual_seed(0))
         return _Forward(model, {"truncation_psi": 1.0, "noise_mode": "const"}), (z,)
     if isinstance(model, Translator):
-        h, w = model.img_resolution, getattr(model, "img_width", model.img_resolution)
+        h, w = model.output_size
         return _Forward(model, {}), (translator_input(model, batch, h, w),)
     args, kwargs = example_inputs(model, batch)
     return _Forward(model, kwargs), tuple(args)

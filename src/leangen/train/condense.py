@@ -37,7 +37,7 @@ class CondenseObjective(PairedGANObjective):
 
         super().build(preset, runtime, options)
         hp = {**self.hparams, **options.hparams}
-        if not callable(getattr(self.G, "channel_groups", None)):
+        if not self.G.prunable:
             raise ValueError(f"{type(self.G).__name__} declares no prunable channels (channel_groups)")
         self.sparsity, self.ramp = float(hp["sparsity"]), max(int(hp["sparsity_ramp"]), 1)
         self.g_lr = float(hp["g_lr"] or hp["lr"])

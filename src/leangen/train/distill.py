@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 import torch
 from torch import nn
 
+from leangen.models.pretrained import model_kind
 from leangen.train.losses import d_loss, g_loss
 from leangen.train.objective import Objective, build_component
 from leangen.train.paired import _instance_kwargs, _over_scales
@@ -56,9 +57,9 @@ class DistillObjective(Objective):
         teacher = leangen.load(self.teacher_source, device=runtime.device)
         self.teacher = teacher.eval().requires_grad_(False)
         G = build_component(preset, "G", options.overrides)
-        if getattr(G, "kind", None) != getattr(teacher, "kind", None):
-            raise ValueError(f"the student is a {G.kind} but the teacher at {self.teacher_source} is a "  # type: ignore[attr-defined]
-                             f"{getattr(teacher, 'kind', type(teacher).__name__)}")
+        if model_kind(G) != model_kind(teacher):
+            raise ValueError(f"the student is a {model_kind(G)} but the teacher at {self.teacher_source} is a "
+                             f"{model_kind(teacher)}")
         for attr in ("z_dim", "num_classes", "img_resolution"):
             if getattr(G, attr, None) != getattr(teacher, attr, None):
                 raise ValueError(f"student and teacher differ in {attr}: {getattr(G, attr, None)} vs "
@@ -97,7 +98,7 @@ class DistillObjective(Objective):
         return {"teacher": self.teacher}
 
     def _run(self, model: nn.Module, inputs: torch.Tensor, instances: torch.Tensor | None = None) -> torch.Tensor:
-        if getattr(model, "kind", None) == "generator":
+        if model_kind(model) == "generator":
             return model(inputs, noise_mode="const")
         return model(inputs, **_instance_kwargs(model, instances))
 
@@ -174,7 +175,7 @@ class _FeaturePairs:
     def __init__(self, student: nn.Module, teacher: nn.Module, init: Any) -> None:
         import json
 
-        if not init or not callable(getattr(student, "channel_groups", None)):
+        if not init or not student.prunable:
             raise ValueError("feature_weight > 0 needs a prunable student started from a pruned model (init=PATH)")
         meta = json.loads((Path(init).expanduser() / "config.json").read_text())
         if "kept_channels" not in meta:

@@ -62,7 +62,7 @@ class LikelihoodObjective(Objective):
         x = reduce_bits(batch.image_uint8, self.model.bits)
         # A model may offer a cheaper unbiased training estimate (SPN: one random slice per image); bpd metrics
         # always use the exact ``log_prob``.
-        loss_fn = getattr(self.model, "training_log_prob", self.model.log_prob)
+        loss_fn = self.model.training_log_prob
         with self.rt.autocast():
             nll = -loss_fn(x).float().mean()
         self.optimizer_step(self.opt, self.model, nll, self.grad_clip)

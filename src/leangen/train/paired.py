@@ -19,6 +19,7 @@ from leangen.train.objective import AdversarialModules, Objective, build_compone
 
 if TYPE_CHECKING:
     from leangen.data.batch import Batch
+    from leangen.models.base import PretrainedModel
     from leangen.presets import Preset
     from leangen.train.options import TrainOptions
     from leangen.train.runtime import Runtime
@@ -119,10 +120,10 @@ class PairedGANObjective(AdversarialModules, Objective):
         return self.G_ema.translate(batch.condition, output_type="pt", **inst)  # type: ignore[arg-type]
 
 
-def _instance_kwargs(module: nn.Module, instances: torch.Tensor | None) -> dict[str, torch.Tensor]:
-    """``{"instances": ids [B, H, W]}`` for a module that takes them (it has ``instance_edge``; models built without
+def _instance_kwargs(module: "PretrainedModel", instances: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """``{"instances": ids [B, H, W]}`` for a module that takes them (it declares ``takes_instances``; models built without
     edges accept and ignore them), else ``{}``: translators with ``forward(labels)`` only keep working."""
-    return {"instances": instances} if instances is not None and hasattr(module, "instance_edge") else {}
+    return {"instances": instances} if instances is not None and module.takes_instances else {}
 
 
 def _over_scales(loss: Any, *logits: Any) -> torch.Tensor:
