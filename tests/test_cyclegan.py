@@ -113,7 +113,7 @@ def test_loads_as_an_image_translator_and_translates_from_the_cli(straight: Trai
     Image.new("RGB", (30, 30)).save(src / "odd.png")
     result = CliRunner().invoke(cli, ["translate", "--network", str(straight.run_dir), "--input", str(src),
                                       "--outdir", str(tmp_path / "o2")])
-    assert result.exit_code == 1 and "odd.png is 30x30" in result.output and "multiples of 4" in result.output
+    assert result.exit_code == 1 and "odd.png: a 30x30 input" in result.output and "multiples of 4" in result.output
     result = CliRunner().invoke(cli, ["generate", "--network", str(straight.run_dir), "--outdir", str(tmp_path)])
     assert result.exit_code == 1 and "leangen translate" in result.output
 

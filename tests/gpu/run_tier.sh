@@ -17,6 +17,11 @@ LIMIT=${TIER_TIMEOUT:-360}
 mkdir -p "$OUTDIR"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 export LEANGEN_TEST_DEVICE=${LEANGEN_TEST_DEVICE:-cuda}
+# A machine without pytest (and no registry) gets it from .gpu-deps, made beforehand by `make gpu-deps` and carried
+# along; only then, so the machine's own packages are never shadowed.
+if ! "$PY" -c "import pytest" 2>/dev/null && [ -d .gpu-deps ]; then
+    export PYTHONPATH="$PYTHONPATH:$PWD/.gpu-deps"
+fi
 
 # What the machine has: the tier skips (with a reason) what needs an absent optional module.
 "$PY" - <<'EOF' 2>&1 | tee "$OUTDIR/preflight.txt"

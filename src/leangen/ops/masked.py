@@ -241,6 +241,8 @@ class MaskedConvDecoder(nn.Module):
             raise ValueError(f"uniforms must be [{n}, {height}, {width}, {self.channels}], got {tuple(uniforms.shape)}")
         step = self._cached_steps(n, height, width, cond) if cached else self._naive_steps(n, height, width, cond)
         out = torch.zeros(n, self.channels, height, width, dtype=torch.long, device=self.out.weight.device)
+        # One host-to-device copy for the whole image, not one (synchronous) copy per sub-pixel.
+        uniforms = uniforms.to(out.device, torch.float64)
         for i in range(height):
             for j in range(width):
                 for c in range(self.channels):
