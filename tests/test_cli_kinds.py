@@ -101,3 +101,18 @@ def test_profile_covers_every_kind() -> None:
     rows = {r["name"] if "name" in r else r["model"]: r for r in json.loads(out[out.index("["):])}
     assert rows["independent-pixels-32"]["params"] == 3 * 32 * 32 * 256
     assert rows["conv-translator-tiny32"]["params"] > 0 and rows["conv-translator-tiny32"]["latency_ms"] > 0
+
+
+def test_eval_defaults_come_from_the_task() -> None:
+    """``leangen eval`` without ``--metrics`` measures what the model's task declares (``Task.eval_metrics``), on the
+    task's split; a task without a default (unpaired) asks for ``--metrics`` in one line."""
+    from leangen.tasks import get_task
+
+    assert get_task("unconditional").eval_metrics == ("fid2k",) and get_task("unconditional").metric_split == "all"
+    assert get_task("likelihood").eval_metrics == ("bpd",) and get_task("paired").eval_metrics == ("psnr", "l1")
+    code, out = invoke(["eval", "--network", "stylegan2-tiny32", "--data", "openmoji-32-n64", "--dry-run",
+                        "--device", "cpu"])
+    assert code == 0 and "split all" in out and "fid2k:" in out, out
+    code, out = invoke(["eval", "--network", "cyclegan-tiny32", "--data", "openmoji-32-n64", "--dry-run",
+                        "--device", "cpu"])
+    assert code == 1 and "unpaired task" in out and "--metrics" in out and "Traceback" not in out, out

@@ -107,7 +107,8 @@ class Task:
     """Base class; see the module docstring. Subclasses set the class attributes and may override the methods."""
 
     name: ClassVar[str] = ""
-    default_metrics: ClassVar[tuple[str, ...]] = ()
+    default_metrics: ClassVar[tuple[str, ...]] = ()  # measured at every training snapshot unless told otherwise
+    eval_metrics: ClassVar[tuple[str, ...]] = ()     # what ``leangen eval`` measures unless told (may cost more)
     metric_split: ClassVar[str] = "val"        # "all" | "train" | "val"
     preview_at_start: ClassVar[bool] = False
     model_kind: ClassVar[str] = ""             # PretrainedModel.kind this task's models have
@@ -170,13 +171,14 @@ class Task:
 class UnconditionalTask(Task):
     name = "unconditional"
     metric_split = "all"  # StyleGAN's protocol: generated images against the training images
+    eval_metrics = ("fid2k",)  # not at every snapshot by default: 2k Inception passes cost minutes on a CPU
     preview_at_start = True
     model_kind = "generator"
 
 
 class LikelihoodTask(Task):
     name = "likelihood"
-    default_metrics = ("bpd",)
+    default_metrics = eval_metrics = ("bpd",)
     model_kind = "likelihood"
 
     def preview_inputs(self, data: TaskData, n: int) -> dict[str, Any]:
@@ -186,6 +188,7 @@ class LikelihoodTask(Task):
 class PairedTask(Task):
     name = "paired"
     default_metrics = ("psnr",)
+    eval_metrics = ("psnr", "l1")
     model_kind = "translator"
 
     def _check_kind(self, dataset: Any, source: Any) -> None:

@@ -12,10 +12,6 @@ import click
 from leangen.cli.common import execution_options, fail, load_model, note_kept
 from leangen.execution import ExecutionPolicy
 
-# What a model kind is measured with, and on which split, unless told otherwise. Generators follow StyleGAN's
-# protocol (generated images against the whole dataset); the others are scored on held-out validation data.
-DEFAULT_METRICS = {"generator": ["fid2k"], "likelihood": ["bpd"], "translator": ["psnr", "l1"]}
-DEFAULT_SPLIT = {"generator": "all"}
 
 
 def _parse_metric_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
@@ -87,7 +83,7 @@ def _sizes(protocol: dict[str, Any]) -> str:
               help="Comma-separated. Generators: fid50k_full, kid50k_full, pr50k3_full, fid2k, kid2k, pr2k, or "
                    "fid<N>/kid<N>/pr<N> with optional 'k' (x1000) and '_full' (all real images). Likelihood models: "
                    "bpd, bpd<N> (first N images). Translators: psnr, l1, fid_pairs[<N>], kid_pairs[<N>]. With "
-                   "--teacher: teacher_psnr[<N>].  [default: fid2k, bpd or psnr,l1 by model kind]")
+                   "--teacher: teacher_psnr[<N>].  [default: the task's: fid2k, bpd or psnr,l1]")
 @click.option("--split", type=click.Choice(["all", "train", "val"]), default=None,
               help="Which part of --data: all (StyleGAN's protocol), or the fixed train/val split.  [default: all "
                    "for generators, val for likelihood models and translators]")
@@ -138,18 +134,24 @@ def command(network: str, data: str | None, metrics: list[str] | None, split: st
     from leangen.metrics.context import model_kind
     from leangen.metrics.inception import InceptionWeightsError
     from leangen.metrics.registry import MetricWarning, calc_metrics, describe_metric, plan_metrics, report_metric
+    from leangen.tasks import task_for_model
 
     psi = truncation_psi if truncation_psi is not None else truncation_alias if truncation_alias is not None else 1.0
     source = _snapshot_to_use(network)
     device = policy.device
     model = _load("--network", source, policy)
     kind = model_kind(model)
-    names = metrics or DEFAULT_METRICS.get(kind)
-    if not names:
+    try:
+        task = task_for_model(model)  # what is measured, and on which split, unless told: the task's protocol
+    except ValueError:
         fail(f"{network} holds a {kind} ({type(model).__name__}); leangen eval measures generators, likelihood "
              "models and translators")
+    names = metrics or list(task.eval_metrics)
+    if not names:
+        fail(f"{network} is a model of the {task.name} task: nothing scores it without a target by default; name "
+             f"the metrics with --metrics")
     teacher_model = _load("--teacher", teacher, device) if teacher is not None else None
-    chosen_split = split or DEFAULT_SPLIT.get(kind, "val")
+    chosen_split = split or task.metric_split
     dataset = None
     if data is not None:
         try:
