@@ -174,6 +174,11 @@ def test_every_block_in_readme_and_docs_is_checked() -> None:
             except ValueError as e:
                 failures.append(f"{b.where()}: {e}")
             checked += 1
+        elif b.lang == "text":  # diagrams: nothing to run, but a command hidden in one would go unchecked
+            hidden = [ln for ln in b.code.splitlines() if ln.strip().split(" ")[0] in PROGRAMS]
+            if hidden:
+                failures.append(f"{b.where()}: a command in a text block is never checked: {hidden[0].strip()}")
+            checked += 1
         else:
             failures.append(f"{b.where()}: a code block tag this test does not check")
     assert not failures, "\n".join(failures)

@@ -40,8 +40,8 @@ def _hparams(values: tuple[str, ...]) -> dict[str, object]:
               help="Channels every width keeps at least.")
 @click.option("--distill-steps", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--batch", type=click.IntRange(min=1), default=None, help="Batch of both training steps.")
-@click.option("--metric", default="psnr", show_default=True, help="Paired metric on the validation split "
-              "(psnr, l1, fid_pairs<N>).")
+@click.option("--metrics", "--metric", "metric", default="psnr", show_default=True,
+              help="Paired metric on the validation split (psnr, l1, fid_pairs<N>); --metric is the old spelling.")
 @click.option("--threads", default="1,2", show_default=True, callback=_parse_threads,
               help="CPU thread counts to time.")
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)

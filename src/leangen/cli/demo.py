@@ -33,7 +33,7 @@ def _run_verb(module: str, args: list[str]) -> None:
               help="Training length (about 17 s per kimg for stylegan2-tiny32 on 2 CPU cores).")
 @click.option("--evals", type=click.IntRange(min=2), default=4, show_default=True,
               help="Number of metric evaluations, evenly spaced over the run.")
-@click.option("--metric", default="fid200", show_default=True,
+@click.option("--metrics", "--metric", "metric", default="fid200", show_default=True,
               help="Metric at each evaluation (fid200: 200 generated vs 200 real images; biased at small n, "
                    "so compare values within this run only).")
 @device_option
