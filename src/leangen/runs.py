@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from leangen.utils.files import durable_writer
+from leangen.utils.run_dirs import new_run_dir, run_id  # noqa: F401  (part of this module's API)
 from leangen.utils.rng import get_rng_state, set_rng_state  # noqa: F401  (part of this module's API)
 
 STATE_NAME = "training_state.pt"
@@ -41,8 +42,6 @@ CHECKPOINTS = "checkpoints"
 STATE_FORMAT = 1
 SUPERSEDED = "superseded-"
 _SNAP_RE = re.compile(r"snapshot-(\d{6,})(?:-s(\d+))?")
-_RUN_RE = re.compile(r"(\d+)-.*")
-_CLAIM_RE = re.compile(r"\.claim-(\d+)")
 
 
 class SnapshotError(RuntimeError):
@@ -62,51 +61,7 @@ class SkippedSnapshotWarning(UserWarning):
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Run directories
-
-def run_id(path: Path) -> int | None:
-    m = _RUN_RE.fullmatch(path.name)
-    return int(m.group(1)) if m and path.is_dir() else None
-
-
-def new_run_dir(outdir: str | os.PathLike, desc: str) -> Path:
-    """Create ``outdir/<next id:05d>-<desc>`` (next free id, like StyleGAN) and return it.
-
-    Runs started together get distinct ids whatever their ``desc``: the id itself is claimed first by creating
-    ``outdir/.claim-<id>`` (``mkdir`` succeeds for exactly one process), then the run folder is made and the claim
-    dropped. A claim left by a killed process only makes later runs skip that id.
-    """
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    desc = re.sub(r"[^\w.+-]+", "_", desc).strip("_") or "run"
-    while True:
-        rid = max(_taken_ids(outdir), default=-1) + 1
-        claim = outdir / f".claim-{rid:05d}"
-        try:
-            claim.mkdir()
-        except FileExistsError:  # another process claims that id right now
-            continue
-        try:
-            # A process that scanned earlier may have made its run folder and released this id's claim since.
-            if any(run_id(p) == rid for p in outdir.iterdir()):
-                continue
-            path = outdir / f"{rid:05d}-{desc}"
-            path.mkdir()
-            return path
-        finally:
-            claim.rmdir()
-
-
-def _taken_ids(outdir: Path) -> list[int]:
-    """Ids of the run folders and of the claims in ``outdir``."""
-    ids = []
-    for p in outdir.iterdir():
-        m = _CLAIM_RE.fullmatch(p.name)
-        i = int(m.group(1)) if m else run_id(p)
-        if i is not None:
-            ids.append(i)
-    return ids
-
+# Run directories (numbered folders: leangen.utils.run_dirs)
 
 def latest_run(outdir: str | os.PathLike) -> Path | None:
     """The run in ``outdir`` with the highest id that has a snapshot."""
@@ -389,7 +344,7 @@ def load_state(snapshot: Path) -> dict[str, Any]:
 def load_modules(snapshot: Path, modules: Mapping[str, nn.Module]) -> None:
     """Load ``snapshot/<name>/`` into each module in place; ``IncompatibleCheckpointError`` if it is another model,
     ``CorruptSnapshotError`` / ``ModelLoadError`` (both ``ValueError``) if its files are damaged."""
-    from leangen.models.base import CONFIG_NAME, WEIGHTS_NAME, load_weights
+    from leangen.models.pretrained import CONFIG_NAME, WEIGHTS_NAME, capability, load_weights
 
     verify_snapshot(snapshot, list(modules))
     for role, module in modules.items():
@@ -401,7 +356,7 @@ def load_modules(snapshot: Path, modules: Mapping[str, nn.Module]) -> None:
             meta = json.loads((folder / CONFIG_NAME).read_bytes())
         except ValueError as e:
             raise CorruptSnapshotError(f"{folder / CONFIG_NAME} is damaged ({e})") from None
-        mine = {"model_type": getattr(module, "model_type", None), "config": getattr(module, "config", None)}
+        mine = {"model_type": capability(module, "model_type") or None, "config": capability(module, "config")}
         theirs = {"model_type": meta.get("model_type"), "config": meta.get("config")}
         if mine != theirs:
             diff = _config_diff(theirs, mine)

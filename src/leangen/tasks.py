@@ -27,6 +27,7 @@ import torch
 
 from leangen.data.batch import Batch, collate, item_image
 from leangen.data.splits import train_val
+from leangen.utils.registry import Registry
 
 _BUILTIN_RE = re.compile(r"openmoji(?P<seg>-seg|-edges|-faces2animals)?(?:-(?P<res>\d+))?(?:-n(?P<n>\d+))?")
 
@@ -103,6 +104,10 @@ class TaskData:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+#: Task classes by name (``@TASKS.register`` below; a new task registers the same way).
+TASKS: Registry = Registry("task")
+
+
 class Task:
     """Base class; see the module docstring. Subclasses set the class attributes and may override the methods."""
 
@@ -146,9 +151,10 @@ class Task:
 
     def check_batch(self, batch: Batch, model: Any) -> None:
         """``ValueError`` when the first batch does not fit the model (checked once, on the first batch)."""
-        res = getattr(model, "img_resolution", None)
-        ch = getattr(model, "img_channels", 3)
-        width = getattr(model, "img_width", None) or res  # non-square translators (Cityscapes 1:2) give their width
+        from leangen.models.pretrained import capability
+
+        res, ch = capability(model, "img_resolution"), capability(model, "img_channels")
+        width = capability(model, "img_width") or res  # non-square translators (Cityscapes 1:2) give their width
         if res is not None and tuple(batch.image.shape[1:]) != (ch, res, width):
             raise ValueError(f"dataset images are {tuple(batch.image.shape[1:])} but the model makes "
                              f"({ch}, {res}, {width}); recreate the dataset at {res}px")
@@ -168,6 +174,7 @@ class Task:
         return collate([data.train[i] for i in idx]).image_float
 
 
+@TASKS.register
 class UnconditionalTask(Task):
     name = "unconditional"
     metric_split = "all"  # StyleGAN's protocol: generated images against the training images
@@ -176,6 +183,7 @@ class UnconditionalTask(Task):
     model_kind = "generator"
 
 
+@TASKS.register
 class LikelihoodTask(Task):
     name = "likelihood"
     default_metrics = eval_metrics = ("bpd",)
@@ -185,6 +193,7 @@ class LikelihoodTask(Task):
         return {"seeds": list(range(min(n, 16)))}
 
 
+@TASKS.register
 class PairedTask(Task):
     name = "paired"
     default_metrics = ("psnr",)
@@ -203,12 +212,14 @@ class PairedTask(Task):
         super().check_batch(batch, model)
         if batch.condition is None:
             raise ValueError("paired training needs label maps in the batch")
-        if batch.instances is not None and not getattr(model, "instance_edge", False):
+        from leangen.models.pretrained import capability
+
+        if batch.instances is not None and not capability(model, "instance_edge"):
             import warnings
 
             warnings.warn("the data has instance maps but the model has no instance-edge input "
                           "(instance_edge=False); they are ignored", stacklevel=2)
-        k = getattr(model, "num_classes", None)
+        k = capability(model, "num_classes")
         if k is not None and int(batch.condition.max()) >= k:
             raise ValueError(f"the data has label id {int(batch.condition.max())} but the model takes {k} classes; "
                              f"set the translator's num_classes to at least {int(batch.condition.max()) + 1}")
@@ -228,6 +239,7 @@ class PairedTask(Task):
         return torch.stack([labels, outputs.float().cpu(), batch.image_float.cpu()], dim=1).flatten(0, 1)
 
 
+@TASKS.register
 class UnpairedTask(Task):
     """Two image domains without correspondence (CycleGAN). The model is the A -> B translator (``G_A``), an
     image-input ``Translator`` (``input_kind == "image"``). No default metric: nothing here scores a translation
@@ -264,7 +276,9 @@ class UnpairedTask(Task):
         if tuple(batch.image_b.shape) != tuple(batch.image.shape):
             raise ValueError(f"domain B images are {tuple(batch.image_b.shape[1:])} but domain A images are "
                              f"{tuple(batch.image.shape[1:])}")
-        if getattr(model, "input_kind", "labels") != "image":
+        from leangen.models.pretrained import capability
+
+        if capability(model, "input_kind") != "image":
             raise ValueError(f"the unpaired task translates images; {type(model).__name__} takes label maps "
                              f"(build it with in_channels=3)")
 
@@ -296,14 +310,8 @@ class UnpairedTask(Task):
         return torch.stack(sides, dim=1).flatten(0, 1)[:n]
 
 
-TASKS: dict[str, type[Task]] = {t.name: t for t in (UnconditionalTask, LikelihoodTask, PairedTask, UnpairedTask)}
-# A loaded translator is a paired one unless it takes images (``input_kind``, see ``task_for_model``).
-_BY_KIND = {t.model_kind: t for t in (UnconditionalTask, LikelihoodTask, PairedTask)}
-
-
 def get_task(name: str) -> Task:
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r} (known: {', '.join(TASKS)})")
+    """A new task of ``name`` (``TASKS``); ``UnknownName`` (a ``KeyError`` and ``ValueError``) otherwise."""
     return TASKS[name]()
 
 
@@ -322,8 +330,10 @@ def task_for_model(model: Any) -> Task:
 def open_eval_data(data: Any, model: Any, split: str | None = None, resolution: int | None = None, *,
                    cache_dir: str | os.PathLike | None = None) -> Any:
     """The dataset ``leangen eval`` measures ``model`` on: ``split`` of ``data`` (default: the task's metric split)."""
+    from leangen.models.pretrained import capability
+
     task = task_for_model(model)
-    td = task.open(data, resolution or getattr(model, "img_resolution", None), cache_dir=cache_dir)
+    td = task.open(data, resolution or capability(model, "img_resolution"), cache_dir=cache_dir)
     return task.split(td, split or "metric")
 
 

@@ -155,19 +155,19 @@ def load_model(network: str, device: Any, kinds: tuple[str, ...] | None = None, 
             fail(str(e.args[0] if isinstance(e, KeyError) and e.args else e))
     for w in caught:  # every one, e.g. that an older snapshot was used because the newest is damaged
         click.echo(f"{'note' if 'randomly initialized' in str(w.message) else 'warning'}: {w.message}", err=True)
-    from leangen.models.pretrained import model_kind
+    from leangen.models.pretrained import capability, model_kind, model_label
 
     kind = model_kind(model)
     if kinds is not None and kind not in kinds:
         wanted = " or ".join(KIND_NAMES.get(k, k) for k in kinds)
-        fail(f"{network} holds {KIND_NAMES.get(kind, kind)} ({getattr(model, 'model_type', type(model).__name__)}); "
+        fail(f"{network} holds {KIND_NAMES.get(kind, kind)} ({model_label(model)}); "
              f"{verb or 'this command'} needs {wanted}")
     if policy is not None and policy.na_backend is not None:
         from leangen.ops.neighborhood import set_backends
 
         if not set_backends(model, policy.na_backend):  # type: ignore[arg-type]
             fail(f"--na-backend applies to models with neighborhood attention (StyleNAT); {network} has none")
-        if "na_backend" in getattr(model, "config", {}):
+        if "na_backend" in (capability(model, "config") or {}):
             model.config["na_backend"] = policy.na_backend
     if policy is not None:
         policy.prepare(model, COMPILED_METHODS.get(kind, ()), log=lambda m: click.echo(f"note: {m}", err=True))

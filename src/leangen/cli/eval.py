@@ -61,7 +61,7 @@ def _open_data(data: str, model: Any, split: str, cache_dir: str | None) -> Any:
     """The ``split`` of ``data`` that ``model`` is measured on (``leangen.tasks.open_eval_data``)."""
     from leangen.tasks import open_eval_data
 
-    return open_eval_data(data, model, split, getattr(model, "img_resolution", None), cache_dir=cache_dir)
+    return open_eval_data(data, model, split, cache_dir=cache_dir)  # at the model's own resolution
 
 
 def _sizes(protocol: dict[str, Any]) -> str:

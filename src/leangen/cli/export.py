@@ -69,8 +69,10 @@ def command(network: str, out: str, fmt: str, batch: int | None, dynamic_batch: 
     G = load_model(network, policy, None, "leangen export")
     reason = unsupported_reason(G)
     if reason:  # one line: what the model is, what export needs, and why this one has none
-        kind = getattr(G, "kind", "other")
-        fail(f"{network} holds {KIND_NAMES.get(kind, kind)} ({getattr(G, 'model_type', type(G).__name__)}); "
+        from leangen.models.pretrained import model_kind, model_label
+
+        kind = model_kind(G)
+        fail(f"{network} holds {KIND_NAMES.get(kind, kind)} ({model_label(G)}); "
              f"leangen export needs an image generator or a translator: {reason}")
     if G.kind == "translator":
         _export_translator(G, out, batch, dynamic_batch, size, one_hot, opset, check, atol)

@@ -11,7 +11,6 @@ the file). Use::
 """
 from __future__ import annotations
 
-import importlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 
 from leangen.convert.common import (ConversionError, Options, StateReader, check_finite, file_sha256, parse_options,
                                    pick_state, read_checkpoint)
+from leangen.utils.registry import Registry
 
 if TYPE_CHECKING:
     from leangen.models.base import PretrainedModel
@@ -40,20 +40,18 @@ class Format:
     has_mapping: bool = False                                   # a style generator whose w_avg is estimated
 
 
-FORMATS: dict[str, Format] = {}
+#: Checkpoint formats by name; the modules of ``FORMAT_MODULES`` register them, imported on first lookup.
+FORMATS: Registry = Registry("checkpoint format", modules=tuple(f"leangen.convert.{m}" for m in FORMAT_MODULES))
 
 
 def register_format(fmt: Format) -> Format:
-    if fmt.name in FORMATS:
-        raise ValueError(f"checkpoint format {fmt.name!r} registered twice")
-    FORMATS[fmt.name] = fmt
-    return fmt
+    """Add ``fmt`` under its name (``ValueError`` on a name registered twice)."""
+    return FORMATS.register(fmt.name, fmt)
 
 
-def formats() -> dict[str, Format]:
-    """Every known format (importing the format modules registers them)."""
-    for name in FORMAT_MODULES:
-        importlib.import_module(f"leangen.convert.{name}")
+def formats() -> Registry:
+    """Every known format (looking one up imports the format modules, which register them)."""
+    FORMATS.discover()
     return FORMATS
 
 

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from leangen.models.base import StyleGenerator, Translator, model_kind
+from leangen.models.pretrained import capability, model_label
 
 Exporter = Literal["dynamo", "torchscript"]
 
@@ -159,7 +160,7 @@ def _export(graph: nn.Module, args: tuple[torch.Tensor, ...], input_names: list[
 def takes_images(T: nn.Module) -> bool:
     """Whether a translator reads images ``[B, C, H, W]`` in [-1, 1] (CycleGAN-style, ``input_kind == "image"`` or
     no label classes) rather than label maps."""
-    return getattr(T, "input_kind", "labels") == "image" or not getattr(T, "num_classes", 0)
+    return capability(T, "input_kind") == "image" or not capability(T, "num_classes")
 
 
 def translator_input(T: Translator, batch: int, height: int, width: int, one_hot: bool = False,
@@ -168,7 +169,7 @@ def translator_input(T: Translator, batch: int, height: int, width: int, one_hot
     an image-input translator (``takes_images``) a float image ``[B, C, H, W]`` uniform in [-1, 1]."""
     gen = torch.Generator().manual_seed(seed)
     if takes_images(T):
-        channels = int(getattr(T, "in_channels", None) or 3)
+        channels = int(T.in_channels or 3) if isinstance(T, Translator) else 3
         return torch.rand(batch, channels, height, width, generator=gen) * 2 - 1
     labels = torch.randint(0, T.num_classes, (batch, height, width), generator=gen)
     if one_hot:
@@ -205,7 +206,7 @@ def export_model_onnx(model: nn.Module, path: str | os.PathLike, batch: int = 1,
     ``TypeError`` with ``unsupported_reason`` for anything else."""
     reason = unsupported_reason(model)
     if reason:
-        raise TypeError(f"{getattr(model, 'model_type', type(model).__name__)} has no ONNX export: {reason}")
+        raise TypeError(f"{model_label(model)} has no ONNX export: {reason}")
     if isinstance(model, StyleGenerator):
         return export_onnx(model, path, batch=batch, opset=opset, dynamic_batch=dynamic_batch)
     return export_translator_onnx(model, path, batch=batch, opset=opset, dynamic_batch=dynamic_batch)  # type: ignore[arg-type]

@@ -21,8 +21,9 @@ teacher_student    a student and its teacher on the same inputs                 
 label maps of the data given (all of them without N); for generators ``teacher_psnr`` compares seeds 0..N-1
 (``DEFAULT_TEACHER_SEEDS`` without N).
 
-Open: ``register_metric(MetricSpec(...))`` adds a fixed name, ``register_family(pattern, build, form)`` a
-parametric one. A spec of a new ``kind`` declares ``consumes`` and ``higher_is_better`` itself and brings
+Open: ``register_metric(MetricSpec(...))`` adds a fixed name, ``register_metric_pattern(pattern, build, form)`` a
+parametric one (``register_family`` is its old name). A spec of a new ``kind`` declares ``consumes`` and
+``higher_is_better`` itself and brings
 ``compute(spec, model, dataset, ctx) -> Outcome``.
 """
 from __future__ import annotations
@@ -30,6 +31,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
+
+from leangen.utils.registry import Registry, UnknownName
 
 Consumes = Literal["samples", "log_likelihood", "paired", "teacher_student"]
 CONSUMES: tuple[str, ...] = ("samples", "log_likelihood", "paired", "teacher_student")
@@ -126,8 +129,9 @@ class _Family:
     form: str  # for error messages
 
 
-class _MetricTable(dict):
-    """Registered metrics by name; ``in`` also accepts any name a family parses (``fid200``, ``bpd500``)."""
+class _MetricTable(Registry):
+    """Registered metrics by name; ``in`` and ``[]`` also accept any name a pattern parses (``fid200``,
+    ``bpd500``). Iterating lists the fixed names only."""
 
     def __contains__(self, name: object) -> bool:
         if dict.__contains__(self, name):
@@ -142,20 +146,22 @@ class _MetricTable(dict):
         return parse_metric(name)
 
 
-METRICS: _MetricTable = _MetricTable()
+METRICS: _MetricTable = _MetricTable("metric", replace=True)
 _FAMILIES: list[_Family] = []
 
 
 def register_metric(spec: MetricSpec) -> MetricSpec:
     """Add (or replace) a named metric."""
-    METRICS[spec.name] = spec
-    return spec
+    return METRICS.register(spec.name, spec)
 
 
-def register_family(pattern: str, build: Callable[[str, "re.Match[str]"], MetricSpec], form: str) -> None:
-    """Add a parametric name: ``build(name, match)`` makes the spec of any name ``pattern`` fully matches.
+def register_metric_pattern(pattern: str, build: Callable[[str, "re.Match[str]"], MetricSpec], form: str) -> None:
+    """Add a parametric metric name: ``build(name, match)`` makes the spec of any name ``pattern`` fully matches.
     ``form`` (e.g. ``"bpd[<N>]"``) is shown when a name is unknown."""
     _FAMILIES.append(_Family(re.compile(pattern), build, form))
+
+
+register_family = register_metric_pattern  # the old name ("family" means a model family everywhere else)
 
 
 def _count(m: re.Match[str], name: str, minimum: int) -> int | None:
@@ -185,12 +191,12 @@ def _build_counted(kind: str, minimum: int) -> Callable[[str, "re.Match[str]"], 
 
 
 _N = r"(?:(?P<num>\d+)(?P<k>k)?)"
-register_family(r"(?P<kind>fid|kid|pr)(?P<num>\d+)(?P<k>k)?(?P<nhood>\d+)?(?P<full>_full)?", _build_sampled,
+register_metric_pattern(r"(?P<kind>fid|kid|pr)(?P<num>\d+)(?P<k>k)?(?P<nhood>\d+)?(?P<full>_full)?", _build_sampled,
                 "fid<N>/kid<N>/pr<N> with an optional 'k' (x1000) and '_full' (all real images)")
-register_family(rf"bpd{_N}?", _build_counted("bpd", 1), "bpd[<N>]")
-register_family(rf"fid_pairs{_N}?", _build_counted("fid_pairs", 2), "fid_pairs[<N>]")
-register_family(rf"kid_pairs{_N}?", _build_counted("kid_pairs", 2), "kid_pairs[<N>]")
-register_family(rf"teacher_psnr{_N}?", _build_counted("teacher_psnr", 1), "teacher_psnr[<N>]")
+register_metric_pattern(rf"bpd{_N}?", _build_counted("bpd", 1), "bpd[<N>]")
+register_metric_pattern(rf"fid_pairs{_N}?", _build_counted("fid_pairs", 2), "fid_pairs[<N>]")
+register_metric_pattern(rf"kid_pairs{_N}?", _build_counted("kid_pairs", 2), "kid_pairs[<N>]")
+register_metric_pattern(rf"teacher_psnr{_N}?", _build_counted("teacher_psnr", 1), "teacher_psnr[<N>]")
 # StyleGAN's names (metric_main.py), the small ones for CPU-sized runs, and the fixed paired ones.
 for _spec in (MetricSpec("fid50k_full", "fid", 50_000, None), MetricSpec("kid50k_full", "kid", 50_000, 1_000_000),
               MetricSpec("pr50k3_full", "pr", 50_000, 200_000, nhood=3), MetricSpec("fid2k", "fid", 2_000, 2_000),
@@ -210,7 +216,7 @@ def parse_metric(name: str) -> MetricSpec:
         if m is not None:
             return fam.build(name, m)
     forms = "; ".join(f.form for f in _FAMILIES)
-    raise ValueError(f"unknown metric {name!r}: expected one of {', '.join(dict.keys(METRICS))}, or {forms} "
+    raise UnknownName(f"unknown metric {name!r}: expected one of {', '.join(dict.keys(METRICS))}, or {forms} "
                      "(e.g. fid200, kid2k, pr10k3_full, bpd500, fid_pairs200)")
 
 
@@ -225,4 +231,5 @@ def list_metrics() -> list[str]:
 
 
 __all__ = ["Consumes", "CONSUMES", "MODEL_KINDS", "KINDS", "DEFAULT_TEACHER_SEEDS", "Outcome", "MetricSpec",
-           "METRICS", "register_metric", "register_family", "parse_metric", "metric_info", "list_metrics"]
+           "METRICS", "register_metric", "register_metric_pattern", "register_family", "parse_metric", "metric_info",
+           "list_metrics"]

@@ -69,7 +69,7 @@ def evaluating(model: Any, seed: int, device: torch.device) -> Iterator[None]:
     dropout become reproducible, the caller's stream is untouched); restores training mode afterwards."""
     fork_devices = [device.index if device.index is not None else torch.cuda.current_device()] \
         if device.type == "cuda" else []
-    was_training = getattr(model, "training", None)
+    was_training = model.training if isinstance(model, torch.nn.Module) else None  # any callable may be measured
     if isinstance(model, torch.nn.Module):
         model.eval()
     try:

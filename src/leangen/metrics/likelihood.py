@@ -13,20 +13,20 @@ import numpy as np
 import torch
 
 from leangen.metrics.base import MetricSpec, Outcome
+from leangen.models.pretrained import capability
 from leangen.metrics.batches import iter_images, num_unflipped
 from leangen.metrics.context import EvalContext, evaluating, progress_bar
 
 
 def _check_shape(images: torch.Tensor, model: Any) -> None:
-    res = getattr(model, "img_resolution", None)
-    ch = getattr(model, "img_channels", None)
-    if res is not None and ch is not None and tuple(images.shape[1:]) != (ch, res, res):
+    res, ch = capability(model, "img_resolution"), capability(model, "img_channels")
+    if res is not None and tuple(images.shape[1:]) != (ch, res, res):
         raise ValueError(f"dataset images are {tuple(images.shape[1:])} but the model takes ({ch}, {res}, {res})")
 
 
 def negative_log_likelihoods(model: Any, dataset: Any, num_images: int, ctx: EvalContext) -> tuple[np.ndarray, int]:
     """``(-log p(x) in nats, float64 [num_images], dims per image)`` of the first ``num_images`` images."""
-    bits = int(getattr(model, "bits", 8))
+    bits = int(capability(model, "bits"))
     out = np.empty(num_images, dtype=np.float64)
     dims, done = 0, 0
     with evaluating(model, ctx.seed, ctx.device), progress_bar(ctx.progress, "log-likelihood", num_images) as advance:
@@ -48,7 +48,7 @@ def evaluate_likelihood(specs: Sequence[MetricSpec], model: Any, dataset: Any,
                         ctx: EvalContext) -> Iterator[Outcome]:
     """One ``Outcome`` per ``bpd``-kind spec; the log-likelihoods of the largest count are computed once."""
     available = num_unflipped(dataset)
-    bits = int(getattr(model, "bits", 8))
+    bits = int(capability(model, "bits"))
     nll: np.ndarray | None = None
     dims = 0
     for spec in specs:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 
 from leangen.metrics.base import (METRICS, MODEL_KINDS, MetricSpec, Outcome, list_metrics, metric_info, parse_metric,
-                                  register_family, register_metric)
+                                  register_family, register_metric, register_metric_pattern)
 from leangen.metrics.batches import data_fingerprint, is_paired, num_unflipped
 from leangen.metrics.context import COV_PROTOCOL, CovMode, EvalContext, model_device, model_kind
 from leangen.metrics.feasibility import check_memory
@@ -164,7 +164,7 @@ def calc_metric(name: str, model: Any, dataset: Any = None, **kwargs: Any) -> di
 
 
 __all__ = [
-    "MetricSpec", "Outcome", "METRICS", "register_metric", "register_family", "parse_metric", "metric_info",
+    "MetricSpec", "Outcome", "METRICS", "register_metric", "register_metric_pattern", "register_family", "parse_metric", "metric_info",
     "list_metrics", "format_time", "RealReference", "real_reference", "generated_features", "plan_metrics",
     "describe_metric", "calc_metrics", "calc_metric", "report_metric", "make_record", "MetricWarning", "EVALUATORS",
 ]

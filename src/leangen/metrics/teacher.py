@@ -19,6 +19,7 @@ from leangen.metrics.batches import iter_pairs, num_unflipped
 from leangen.metrics.context import EvalContext, evaluating, model_device, model_kind, progress_bar
 from leangen.metrics.paired import PSNR_CAP, psnr_per_image, translate
 from leangen.metrics.inception import quantize_images
+from leangen.models.pretrained import capability, model_label
 from leangen.utils.seeds import latents_for_seeds
 
 
@@ -30,7 +31,7 @@ def check_teacher(student: Any, teacher: Any, name: str) -> None:
     if s_kind != t_kind:
         raise ValueError(f"metric {name}: the student is a {s_kind} but the teacher a {t_kind}")
     for attr in ("z_dim", "num_classes", "img_resolution"):
-        s, t = getattr(student, attr, None), getattr(teacher, attr, None)
+        s, t = capability(student, attr), capability(teacher, attr)
         if s is not None and t is not None and s != t:
             raise ValueError(f"metric {name}: student and teacher differ in {attr} ({s} vs {t})")
 
@@ -89,7 +90,7 @@ def evaluate_teacher(specs: Sequence[MetricSpec], student: Any, dataset: Any, ct
         inputs = (f"seeds 0..{n - 1} (latents_for_seeds), noise_mode const" if is_gen else
                   f"first {n} label maps of the data")
         protocol = {"num_inputs": n, "inputs": inputs, "reference": "teacher outputs, uint8-quantized",
-                    "teacher": getattr(teacher, "model_type", "") or type(teacher).__name__,
+                    "teacher": model_label(teacher),
                     "psnr": f"per image 10*log10(255^2/MSE), capped at {PSNR_CAP:g} dB, mean over images"}
         if is_gen:
             protocol["truncation_psi"] = ctx.truncation_psi

@@ -7,6 +7,7 @@ class attribute with a default; ``StyleGenerator`` (z -> image), ``LikelihoodMod
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, ClassVar, Iterable
 
 import numpy as np
@@ -193,32 +194,36 @@ class Translator(PretrainedModel):
         return images.float()
 
     @torch.no_grad()
-    def translate(self, labels: torch.Tensor, output_type: OutputType = "pt", batch_size: int = 16,
-                  instances: torch.Tensor | None = None) -> Any:
-        """Images for label maps ``[B, H, W]`` (on any device; computed where the model is). ``instances``: optional
-        instance ids ``[B, H, W]`` for models with an instance-edge input. For ``input_kind == "image"``, ``labels``
-        are images ``[B, C, H, W]`` (uint8, or float in [-1, 1])."""
+    def translate(self, inputs: torch.Tensor | None = None, output_type: OutputType = "pt", batch_size: int = 16,
+                  instances: torch.Tensor | None = None, *, labels: torch.Tensor | None = None) -> Any:
+        """Images for ``inputs``: label maps ``[B, H, W]``, or images ``[B, C, H, W]`` (uint8, or float in [-1, 1])
+        for ``input_kind == "image"`` (on any device; computed where the model is). ``instances``: optional instance
+        ids ``[B, H, W]`` for models with an instance-edge input. ``labels=`` is the old name of ``inputs``."""
+        if labels is not None:
+            if inputs is not None:
+                raise TypeError("translate() takes inputs or its old name labels=, not both")
+            warnings.warn("translate(labels=...) is deprecated: the argument is named inputs (label maps or images)",
+                          DeprecationWarning, stacklevel=3)  # 3: past torch.no_grad's wrapper
+            inputs = labels
+        if inputs is None:
+            raise TypeError("translate() needs inputs (label maps [B, H, W] or images [B, C, H, W])")
         if self.input_kind == "image":
             if instances is not None:
                 raise ValueError("image-input translators take no instance maps")
-            images = self.check_images(labels)
+            images = self.check_images(inputs)
             return self._batched(lambda i: self(images[i:i + batch_size].to(self._device())), len(images),
                                  batch_size, output_type)
-        self.check_labels(labels)
-        if instances is not None and tuple(instances.shape) != tuple(labels.shape):
-            raise ValueError(f"instance maps {tuple(instances.shape)} must match the label maps {tuple(labels.shape)}")
-        device = next(self.parameters()).device
-        was_training = self.training
-        self.eval()
+        self.check_labels(inputs)
+        if instances is not None and tuple(instances.shape) != tuple(inputs.shape):
+            raise ValueError(f"instance maps {tuple(instances.shape)} must match the label maps {tuple(inputs.shape)}")
+        device = self._device()
 
-        def extra(i: int) -> dict[str, torch.Tensor]:
+        def run(i: int) -> torch.Tensor:
             # only models built for instance edges take the argument (subclasses may implement forward(labels))
-            return {} if instances is None else {"instances": instances[i:i + batch_size].to(device).long()}
+            extra = {} if instances is None else {"instances": instances[i:i + batch_size].to(device).long()}
+            return self(inputs[i:i + batch_size].to(device).long(), **extra)
 
-        outs = [self(labels[i:i + batch_size].to(device).long(), **extra(i)).float().cpu()
-                for i in range(0, labels.shape[0], batch_size)]
-        self.train(was_training)
-        return convert_images(torch.cat(outs), output_type)
+        return self._batched(run, inputs.shape[0], batch_size, output_type)
 
     def _device(self) -> torch.device:
         return next(self.parameters()).device

@@ -17,10 +17,12 @@ import torch
 from torch import nn
 
 from leangen.utils.files import atomic_path, durable_writer
+from leangen.utils.registry import Registry
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-MODEL_TYPES: dict[str, type["PretrainedModel"]] = {}
+#: Model classes by ``model_type``; importing ``leangen.models`` (done on first lookup) registers every family.
+MODEL_TYPES: Registry = Registry("model type", modules=("leangen.models",))
 
 M = TypeVar("M", bound="PretrainedModel")
 
@@ -33,9 +35,7 @@ def register_model(model_type: str) -> Callable[[type[M]], type[M]]:
     """Class decorator: register ``cls`` under ``model_type`` and record its constructor arguments as ``self.config``."""
 
     def wrap(cls: type[M]) -> type[M]:
-        if model_type in MODEL_TYPES and MODEL_TYPES[model_type] is not cls:
-            raise ValueError(f"model type {model_type!r} registered twice")
-        MODEL_TYPES[model_type] = cls
+        MODEL_TYPES.register(model_type, cls)
         cls.model_type = model_type
         init = cls.__init__
         sig = inspect.signature(init)
@@ -70,7 +70,14 @@ class PretrainedModel(nn.Module):
         sampling_is_cheap: preview grids at snapshots are affordable (likelihood models that sample pixel by pixel
             say no).
         img_resolution / img_width: output height (and width when not square); None where there is no image size.
+        img_channels: channels of the images the model makes or scores.
+        num_classes: label ids a label-map translator takes (None for every other model).
+        z_dim: latent size of a generator (None for models that take no latent).
+        bits: bit depth of the images a likelihood model scores (8 for every other model).
         example_inputs(batch): positional inputs of one forward, seeded (profiling, export, tests).
+
+    Code outside the model classes that may also be handed a plain ``nn.Module`` reads these through
+    ``capability(model, name)`` (the contract's default when the module declares nothing), never ``getattr``.
     """
 
     model_type: ClassVar[str] = ""
@@ -82,7 +89,11 @@ class PretrainedModel(nn.Module):
     sampling_is_cheap: ClassVar[bool] = True
     img_resolution: int | None = None
     img_width: int | None = None
-    config: dict[str, Any]
+    img_channels: int = 3
+    num_classes: int | None = None
+    z_dim: int | None = None
+    bits: int = 8
+    config: dict[str, Any] | None = None  # set on instances by ``register_model``
 
     @property
     def output_size(self) -> tuple[int, int]:
@@ -132,10 +143,9 @@ class PretrainedModel(nn.Module):
             model_type, config = meta["model_type"], meta["config"]
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
             raise ModelLoadError(f"{cfg_path} is not a leangen model config: {e}") from None
-        target = MODEL_TYPES.get(model_type)
-        if target is None:
-            raise ModelLoadError(f"{cfg_path}: unknown model type {model_type!r} "
-                                 f"(known: {', '.join(sorted(MODEL_TYPES))})")
+        if model_type not in MODEL_TYPES:
+            raise ModelLoadError(f"{cfg_path}: {MODEL_TYPES.unknown(model_type)}")
+        target = MODEL_TYPES[model_type]
         if cls is not PretrainedModel and not issubclass(target, cls):
             raise ModelLoadError(f"{directory} holds a {model_type!r} model, not a {cls.model_type or cls.__name__!r}")
         model = _build(target, config, cfg_path)
@@ -150,6 +160,35 @@ class PretrainedModel(nn.Module):
 KIND_TASKS: dict[str, str] = {"generator": "unconditional", "likelihood": "likelihood", "translator": "paired"}
 
 
+def capability(model: Any, name: str) -> Any:
+    """The declared capability ``name`` of ``model`` (any object: a ``PretrainedModel``, a plain ``nn.Module`` test
+    double, a wrapper), or the contract's default when it declares none. The one place a capability is read by name;
+    ``AttributeError`` for a name the contract does not declare (a typo, not a missing capability)."""
+    default = getattr(PretrainedModel, name)
+    if isinstance(default, property) or callable(default):
+        raise AttributeError(f"{name!r} is a method of the model contract, not a declared value")
+    return getattr(model, name, default)
+
+
+def model_label(model: Any) -> str:
+    """How messages name ``model``: its registered ``model_type``, else its class name."""
+    return capability(model, "model_type") or type(model).__name__
+
+
+def example_inputs(model: Any, batch: int) -> tuple[Any, ...]:
+    """Positional inputs of one forward of ``model`` at ``batch`` (seeded): its declared ``example_inputs``, which a
+    plain module may define too; ``TypeError`` for a module that defines none."""
+    hook = getattr(model, "example_inputs", None)
+    if not callable(hook):
+        raise TypeError(f"don't know how to make inputs for {type(model).__name__}: give it a method "
+                        f"example_inputs(batch) -> tuple")
+    try:
+        raw = hook(batch)
+    except NotImplementedError as e:
+        raise TypeError(str(e)) from None
+    return (raw,) if isinstance(raw, torch.Tensor) else tuple(raw)
+
+
 def model_kind(model: Any) -> str:
     """``model.kind``; ``"other"`` for an object that declares none (the one place that default is decided)."""
     kind = getattr(model, "kind", "other")
@@ -160,7 +199,7 @@ def model_task(model: Any) -> str | None:
     """The task of ``model``: ``unconditional``, ``likelihood``, ``paired`` or ``unpaired`` (a translator taking
     images); None for discriminators and other modules. The one place a model's task is decided."""
     kind = model_kind(model)
-    if kind == "translator" and getattr(model, "input_kind", "labels") == "image":
+    if kind == "translator" and capability(model, "input_kind") == "image":
         return "unpaired"
     return KIND_TASKS.get(kind)
 

@@ -24,16 +24,11 @@ def example_inputs(model: nn.Module, batch: int, device: torch.device | str = "c
     call does the same work. Floating-point inputs are cast to ``dtype``.
     """
     from leangen.models.base import StyleGenerator
+    from leangen.models.pretrained import example_inputs as declared_inputs
 
-    hook = getattr(model, "example_inputs", None)  # plain modules may define it too
-    if isinstance(model, StyleGenerator):  # its z, with the noise fixed so every call does the same work
-        args, kwargs = model.example_inputs(batch), {"noise_mode": "const"}
-    elif callable(hook):
-        raw = hook(batch)
-        args, kwargs = (tuple(raw), {}) if not isinstance(raw, torch.Tensor) else ((raw,), {})
-    else:
-        raise TypeError(f"don't know how to make inputs for {type(model).__name__}: give it a method "
-                        f"example_inputs(batch) -> tuple of positional inputs")
+    args = declared_inputs(model, batch)  # plain modules may define example_inputs too
+    # a style generator's z, with the noise fixed so every call does the same work
+    kwargs: dict[str, Any] = {"noise_mode": "const"} if isinstance(model, StyleGenerator) else {}
 
     def move(x: Any) -> Any:
         if isinstance(x, torch.Tensor):

@@ -43,12 +43,12 @@ class _Item:
 
 def _meta_clone(model: nn.Module) -> nn.Module | None:
     """The same architecture on the ``meta`` device (no memory), rebuilt from a registered model's config."""
-    from leangen.models.base import MODEL_TYPES
+    from leangen.models.pretrained import MODEL_TYPES, capability
 
-    cls = MODEL_TYPES.get(getattr(model, "model_type", ""))
-    cfg = getattr(model, "config", None)
-    if cls is None or cfg is None:
+    model_type, cfg = capability(model, "model_type"), capability(model, "config")
+    if not model_type or model_type not in MODEL_TYPES or cfg is None:
         return None
+    cls = MODEL_TYPES[model_type]
     try:
         with torch.device("meta"):
             return cls(**cfg).eval()
@@ -80,12 +80,11 @@ def _resolve(spec: str | os.PathLike | nn.Module, device: torch.device) -> _Item
 
 
 def _item_for_module(name: str, model: nn.Module) -> _Item:
-    from leangen.models.pretrained import model_task
+    from leangen.models.pretrained import capability, model_label, model_task
 
-    model_type = getattr(model, "model_type", "") or type(model).__name__
-    family = model_type.removesuffix("-generator")
+    family = model_label(model).removesuffix("-generator")
     task = model_task(model) or ""
-    return _Item(name, family, task, getattr(model, "img_resolution", None), None, model=model.eval(),
+    return _Item(name, family, task, capability(model, "img_resolution"), None, model=model.eval(),
                  meta=_meta_clone(model))
 
 

@@ -30,9 +30,13 @@ import torch
 from torch import nn
 
 from leangen.execution.compile import first_line, guarded_compile
+from leangen.utils.registry import Registry
 
 #: Runtime names (``leangen profile --runtime``) and the tag of their keys (``latency_ms_<tag>_t<n>``).
-RUNTIMES: dict[str, str] = {"torch": "eager", "torch-compile": "compile", "onnxruntime": "ort"}
+RUNTIMES: Registry = Registry("runtime")
+RUNTIMES.register("torch", "eager")
+RUNTIMES.register("torch-compile", "compile")
+RUNTIMES.register("onnxruntime", "ort")
 
 
 def ort_session(path: str | Path, threads: int, spinning: bool = False) -> Any:
@@ -142,7 +146,7 @@ def measure_runtimes(models: dict[str, nn.Module], runtimes: Sequence[str] = ("t
 
     unknown = [r for r in runtimes if r not in RUNTIMES]
     if unknown:
-        raise ValueError(f"unknown runtime {unknown[0]!r}; expected one of {', '.join(RUNTIMES)}")
+        raise RUNTIMES.unknown(unknown[0])
     say = log or (lambda _m: None)
     tags = [RUNTIMES[r] for r in dict.fromkeys(runtimes)]
     out: dict[str, dict[str, Any]] = {name: {f"status_{t}": "ok" for t in tags} for name in models}
@@ -243,8 +247,9 @@ def _load(spec: str | nn.Module) -> tuple[str, str, str, nn.Module]:
 
         preset = get_preset(str(spec))  # KeyError with close matches for unknown names
         return preset.name, preset.family, preset.task, preset.build(preset.main_component)
-    family = (getattr(model, "model_type", "") or type(model).__name__).removesuffix("-generator")
-    return name, family, getattr(model, "kind", ""), model
+    from leangen.models.pretrained import model_kind, model_label
+
+    return name, model_label(model).removesuffix("-generator"), model_kind(model), model
 
 
 def profile_runtimes(specs: Sequence[str | nn.Module], runtimes: Sequence[str] = ("torch", "onnxruntime"),
@@ -254,6 +259,7 @@ def profile_runtimes(specs: Sequence[str | nn.Module], runtimes: Sequence[str] =
     the CPU in fp32, all interleaved in this process (``measure_runtimes``). One row per (model, runtime, threads)
     with the keys of ``RUNTIME_ROW_KEYS``; ``throughput`` is images/s (FPS), ``speedup_vs_eager`` the eager latency
     at the same thread count over this one's, ``gmacs`` executed multiply-adds per image."""
+    from leangen.models.pretrained import capability
     from leangen.profile.device import device_name
     from leangen.profile.macs import count_macs, count_params
     from leangen.profile.inputs import example_inputs
@@ -283,7 +289,7 @@ def profile_runtimes(specs: Sequence[str | nn.Module], runtimes: Sequence[str] =
             for n in threads:
                 lat, eager = res[f"latency_ms_{tag}_t{n}"], res[f"latency_ms_eager_t{n}"]
                 rows.append(dict(name=name, family=family, task=task,
-                                 resolution=getattr(model, "img_resolution", None), **size, runtime=runtime,
+                                 resolution=capability(model, "img_resolution"), **size, runtime=runtime,
                                  threads=n, latency_ms=lat, latency_ms_p90=res[f"latency_ms_p90_{tag}_t{n}"],
                                  throughput=res[f"fps_{tag}_t{n}"],
                                  speedup_vs_eager=eager / lat if lat and eager else None, status=res[f"status_{tag}"],

@@ -24,11 +24,12 @@ instead of rewriting it, and resume loads it from there again).
 from __future__ import annotations
 
 import abc
-import importlib
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 import torch
 from torch import nn
+
+from leangen.utils.registry import Registry
 
 if TYPE_CHECKING:
     from leangen.data.batch import Batch
@@ -36,30 +37,21 @@ if TYPE_CHECKING:
     from leangen.train.runtime import Runtime
     from leangen.train.options import TrainOptions
 
-# objective name (the preset's ``objective`` field) -> "module:Class", imported only when used.
-OBJECTIVES: dict[str, str] = {
-    "gan": "leangen.train.gan:GANObjective",
-    "likelihood": "leangen.train.likelihood:LikelihoodObjective",
-    "paired_gan": "leangen.train.paired:PairedGANObjective",
-    "distill": "leangen.train.distill:DistillObjective",
-    "condense": "leangen.train.condense:CondenseObjective",
-    "cyclegan": "leangen.train.cyclegan:CycleGANObjective",
-}
+# objective name (the preset's ``objective`` field) -> class, each imported only when first looked up.
+OBJECTIVES: Registry = Registry("training objective")
+for _name, _target in {"gan": "leangen.train.gan:GANObjective",
+                       "likelihood": "leangen.train.likelihood:LikelihoodObjective",
+                       "paired_gan": "leangen.train.paired:PairedGANObjective",
+                       "distill": "leangen.train.distill:DistillObjective",
+                       "condense": "leangen.train.condense:CondenseObjective",
+                       "cyclegan": "leangen.train.cyclegan:CycleGANObjective"}.items():
+    OBJECTIVES.register_lazy(_name, _target)
 ROLES = ("trained", "ema", "frozen")
 
 
 def build_component(preset: "Preset", role: str, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> nn.Module:
-    """Build component ``role`` of ``preset`` with constructor ``overrides[role]`` applied (tiny test models)."""
-    from leangen.models.base import MODEL_TYPES
-
-    if role not in preset.components:
-        raise ValueError(f"preset {preset.name!r} has no component {role!r} (has {', '.join(preset.components)})")
-    model_type, kwargs = preset.components[role]
-    kwargs = {**kwargs, **dict((overrides or {}).get(role, {}))}
-    try:
-        return MODEL_TYPES[model_type](**kwargs)
-    except TypeError as e:
-        raise ValueError(f"cannot build {role} ({model_type}) of preset {preset.name!r}: {e}") from None
+    """``preset.build(role, **overrides[role])`` (the one way to build a component; ``overrides`` by role)."""
+    return preset.build(role, **dict((overrides or {}).get(role, {})))
 
 
 class Objective(abc.ABC):
@@ -83,8 +75,9 @@ class Objective(abc.ABC):
         ema_pairs() -> {target: source}  modules the loop keeps as an EMA of another (``{"G_ema": "G"}``).
         train_step(batch, step) -> {stat: scalar tensor}  one full step (all phases); ``batch`` is this rank's
             ``leangen.data.batch.Batch`` on the device (uint8 images: use ``batch.image_float`` for [-1, 1]);
-            ``step`` counts optimizer steps from 0. Values are detached 0-dim tensors (the loop syncs them once per
-            step and stops on a non-finite one).
+            ``step`` counts optimizer steps from 0. Values are detached 0-dim tensors, kept on the device: the loop
+            reads them once per tick (``leangen.train.stepstats``) and stops on a non-finite one; a step must not
+            read device values itself (no ``.item()``), or the GPU waits for the host every step.
         state_dict() / load_state_dict(d)  extra state (running means...): tensors, numbers, strings, lists and
             dicts only, so ``torch.load(weights_only=True)`` reads it back.
         preview(inputs) -> images ``[N, 3, H, W]`` in [-1, 1] on the CPU for the task's preview inputs
@@ -180,8 +173,5 @@ class AdversarialModules:
 
 
 def get_objective(name: str) -> type[Objective]:
-    """The objective class registered under ``name``; ``ValueError`` listing the known names otherwise."""
-    if name not in OBJECTIVES:
-        raise ValueError(f"no training objective {name!r} (known: {', '.join(sorted(OBJECTIVES))})")
-    module, cls = OBJECTIVES[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+    """The objective class registered under ``name``; ``UnknownName`` (a ``ValueError``) with close names otherwise."""
+    return OBJECTIVES[name]
