@@ -42,6 +42,13 @@ class Batch:
         return Batch(self.image.to(device, non_blocking=non_blocking), move(self.condition), move(self.instances),
                      move(self.image_b))
 
+    def pin_memory(self) -> "Batch":
+        """This batch in page-locked host memory (for asynchronous copies to a CUDA device)."""
+        def pin(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.pin_memory()
+
+        return Batch(self.image.pin_memory(), pin(self.condition), pin(self.instances), pin(self.image_b))
+
     @property
     def image_float(self) -> torch.Tensor:
         """``image`` as float32 in [-1, 1]."""

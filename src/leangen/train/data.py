@@ -66,13 +66,14 @@ class BatchStream:
         self._sampler = DistributedSampler(range(self.virtual_len), num_replicas=world_size, rank=rank,  # type: ignore[arg-type]
                                            shuffle=True, seed=seed, drop_last=False)
         self.shard_len = self._sampler.num_samples
-        self.position = int(position)
+        self._position = int(position)  # samples loaded; ``position`` subtracts a batch loaded ahead
+        self._ahead: Batch | None = None
         self._epoch_cache: tuple[int, list[int]] | None = None
         self._loader_iter: Iterator[Batch] | None = None
         if workers > 0:
             # A private generator: DataLoader would otherwise draw its worker base seed from the global RNG,
             # which would make a resumed run's RNG stream differ from an uninterrupted one.
-            loader = DataLoader(_Indexed(dataset), batch_sampler=self._index_batches(self.position),  # type: ignore[arg-type]
+            loader = DataLoader(_Indexed(dataset), batch_sampler=self._index_batches(self._position),  # type: ignore[arg-type]
                                 num_workers=workers, collate_fn=_cat, generator=torch.Generator(),
                                 pin_memory=self.device.type == "cuda", persistent_workers=True)
             self._loader_iter = iter(loader)
@@ -102,23 +103,44 @@ class BatchStream:
             position += self.batch
 
     def _load(self, indices: list[int]) -> Batch:
-        idx = torch.tensor(indices, dtype=torch.long)
-        raw, flip = idx % self.n, idx >= self.n
+        # Index arithmetic in Python: no tensor is read back while loading.
+        raw = [i % self.n for i in indices]
+        flip = [i >= self.n for i in indices]
         if hasattr(self.dataset, "get_batch"):
-            batch = collate(self.dataset.get_batch(raw))  # type: ignore[attr-defined]
+            batch = collate(self.dataset.get_batch(torch.tensor(raw, dtype=torch.long)))  # type: ignore[attr-defined]
         else:
-            batch = collate([self.dataset[int(i)] for i in raw])
-        return batch.flip_where(flip)
+            batch = collate([self.dataset[i] for i in raw])
+        return batch.flip_where(torch.tensor(flip)) if any(flip) else batch
+
+    @property
+    def position(self) -> int:
+        """Samples this rank has consumed (a batch loaded ahead for the device does not count)."""
+        return self._position - (self.batch if self._ahead is not None else 0)
 
     def next_cpu(self) -> Batch:
         """The next batch as stored (CPU) and advance the position."""
         if self._loader_iter is not None:
             batch = next(self._loader_iter)
         else:
-            batch = self._load(self._indices_at(self.position))
-        self.position += self.batch
+            batch = self._load(self._indices_at(self._position))
+        self._position += self.batch
         return batch
 
+    def _to_device(self, batch: Batch) -> Batch:
+        """Start copying ``batch`` to the CUDA device without waiting: from pinned memory (the DataLoader's workers
+        pin it already) the copy is asynchronous."""
+        if self._loader_iter is None:
+            batch = batch.pin_memory()
+        return batch.to(self.device, non_blocking=True)
+
     def next(self) -> Batch:
-        """The next batch on the device (images stay uint8: ``batch.image_float`` gives [-1, 1])."""
-        return self.next_cpu().to(self.device, non_blocking=True)
+        """The next batch on the device (images stay uint8: ``batch.image_float`` gives [-1, 1]).
+
+        On CUDA the batch after it is loaded and its copy to the device started before this one is returned, so
+        loading overlaps the step and the step never waits for a host-to-device copy."""
+        if self.device.type != "cuda":
+            return self.next_cpu().to(self.device)
+        batch = self._ahead if self._ahead is not None else self._to_device(self.next_cpu())
+        self._ahead = None  # position counts the batch as consumed from here on
+        self._ahead = self._to_device(self.next_cpu())
+        return batch

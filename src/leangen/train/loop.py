@@ -1,9 +1,10 @@
 """The training loop: one flat loop, shared by every task and objective.
 
-Per step: next ``Batch`` -> ``objective.train_step`` -> one all-reduce of the step's statistics (non-finite values
-stop the run) -> EMA update -> counters. Every ``tick`` kimg: a progress line, ``stats.jsonl``, TensorBoard,
-``curves.png``. Every ``snap`` ticks, at the end and on Ctrl-C: a sample grid, metrics and an atomic snapshot
-(``leangen.train.snapshot``).
+Per step: next ``Batch`` -> ``objective.train_step`` -> statistics added up on the device -> EMA update ->
+counters; nothing is read back from the device, so the host runs ahead of the GPU. Every ``tick`` kimg: the
+statistics are read once (one all-reduce; a non-finite value stops the run before any snapshot of that tick), a
+progress line, ``stats.jsonl``, TensorBoard, ``curves.png``. Every ``snap`` ticks, at the end and on Ctrl-C: a
+sample grid, metrics and an atomic snapshot (``leangen.train.snapshot``).
 
 What differs between models lives elsewhere: the task (``leangen.tasks``: splits, batch, previews, default
 metrics) and the objective (``leangen.train.objective``: modules and their roles, optimizers, one step). The loop
@@ -22,16 +23,13 @@ never stopped.
 from __future__ import annotations
 
 import dataclasses
-import math
 import random
 import resource
-import signal
-import threading
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,6 +46,8 @@ from leangen.train.options import TrainOptions, read_run_options, resolve_option
 from leangen.train.report import Reporter
 from leangen.train.resume import RunState, restore, seed_fresh
 from leangen.train.runtime import Runtime, setup_runtime
+from leangen.train.stepstats import NonFinite, TickStats
+from leangen.train.stop import StopFlag
 from leangen.train.snapshot import NonFiniteLossError, SnapshotWriter, TrainingError, check_metrics, save_grid
 from leangen.utils.files import write_json_atomic
 from leangen.utils.timefmt import format_time
@@ -63,42 +63,6 @@ class TrainResult:
     status: str                # "done" | "interrupted" | "aborted"
     cur_nimg: int
     step: int
-
-
-class _StopFlag:
-    """First SIGINT/SIGTERM: finish the current step, snapshot, exit. Second SIGINT: abort without a snapshot.
-
-    A signal the process was started with ignored (``nohup``, a background job) stays ignored; the handlers in place
-    before the run are restored after it.
-    """
-
-    def __init__(self, on_signal: Callable[[str], None]) -> None:
-        self.requested = False
-        self.aborted = False
-        self._on_signal = on_signal
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> "_StopFlag":
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                try:
-                    if signal.getsignal(sig) is signal.SIG_IGN:
-                        continue
-                    self._old[sig] = signal.signal(sig, self._handle)
-                except (ValueError, OSError):  # pragma: no cover - embedded interpreters
-                    pass
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested and signum == signal.SIGINT:
-            self.aborted = True
-            raise KeyboardInterrupt
-        self.requested = True
-        self._on_signal(signal.Signals(signum).name)
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
 
 
 class TrainingLoop:
@@ -253,7 +217,8 @@ class _Run:
             seed_fresh(rt, self.seed)
         rt.barrier()  # every rank has read the snapshot before rank 0 touches the run directory
 
-        writer = SnapshotWriter(rt=rt, run_dir=run_dir, objective=objective, task=self.task, data=self.data,
+        self.writer = writer = SnapshotWriter(rt=rt, run_dir=run_dir, objective=objective, task=self.task,
+                                              data=self.data,
                                 preset=str(opts.preset), metrics=list(opts.metrics or []), keep=int(opts.keep),  # type: ignore[arg-type]
                                 preview=self.task.preview_inputs(self.data, int(opts.grid)),  # type: ignore[arg-type]
                                 log=rep.log)
@@ -277,125 +242,43 @@ class _Run:
                     f"pass a larger --kimg/--steps to continue")
             return TrainResult(run_dir, self.resume_snap, "done", s.cur_nimg, s.step)
 
-        # 7. The loop.
-        stream = BatchStream(self.data.train, self.batch // rt.world_size, seed=self.seed, rank=rt.rank,
-                             world_size=rt.world_size, mirror=bool(opts.mirror), workers=int(opts.workers),  # type: ignore[arg-type]
-                             device=dev, position=s.data_position)
-        ema = [(modules[tgt], modules[src]) for tgt, src in objective.ema_pairs().items()]
-        tick_nimg = int(round(float(opts.tick) * 1000))  # type: ignore[arg-type]
-        sums: dict[str, float] = {}
-        counts: dict[str, int] = {}
-        last_snapshot = self.resume_snap
+        # 7. The loop: steps that never read the device, and a tick that reads everything once.
+        self.s, self.start_time = s, time.time() - s.total_time
+        self.stream = BatchStream(self.data.train, self.batch // rt.world_size, seed=self.seed, rank=rt.rank,
+                                  world_size=rt.world_size, mirror=bool(opts.mirror), workers=int(opts.workers),  # type: ignore[arg-type]
+                                  device=dev, position=s.data_position)
+        self.ema = [(modules[tgt], modules[src]) for tgt, src in objective.ema_pairs().items()]
+        self.tick_nimg = int(round(float(opts.tick) * 1000))  # type: ignore[arg-type]
+        self.stats = TickStats()
+        self.last_means: dict[str, float] = {}
+        self.last_snapshot = self.resume_snap
         status = "done"
-        start_time = time.time() - s.total_time
         deadline = None if opts.minutes is None else time.time() + float(opts.minutes) * 60  # this invocation's budget
-        tick_start_time = time.time()
-        timed_nimg = s.cur_nimg  # images since tick_start_time (after a resume, less than since tick_start_nimg)
-        maintenance = 0.0
-        step_time = None
-        first_batch = True
+        self.tick_start_time = time.time()
+        self.timed_nimg = s.cur_nimg  # images since tick_start_time (after a resume, less than since tick_start_nimg)
+        self.maintenance = 0.0
+        self.step_time: float | None = None
+        self.first_batch = True
         if self.total_steps is not None:
             rep.start_progress(self.total_steps, s.step, "step")
         else:
             rep.start_progress(self.total_nimg / 1000, s.cur_nimg / 1000, "kimg")  # type: ignore[operator]
         rep.log(f"Training for {f'{self.total_steps} steps' if self.total_steps is not None else f'{opts.kimg} kimg'}...")
 
-        def snapshot(collective: bool = True) -> Path | None:
-            s.total_time = time.time() - start_time
-            s.data_position = stream.position
-            base = {
-                "format": ckpt.STATE_FORMAT, "preset": opts.preset, "objective": objective.name,
-                "task": self.task.name, "cur_nimg": s.cur_nimg, "step": s.step, "tick": s.tick,
-                "tick_start_nimg": s.tick_start_nimg, "total_time": s.total_time, "batch": self.batch,
-                "world_size": rt.world_size,
-                "data": {"position": stream.position, "seed": self.seed, "mirror": bool(opts.mirror),
-                         "dataset_size": len(self.data.train)},
-                "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
-                "objective_state": objective.state_dict(),
-            }
-            return writer.write(s, base, collective=collective)
-
-        stop = _StopFlag(lambda sig: rep.log(f"\n{sig} received: finishing this step, then writing a snapshot "
-                                               f"(press Ctrl-C again to abort without one)"))
+        stop = StopFlag(lambda sig: rep.log(f"\n{sig} received: finishing this step, then writing a snapshot "
+                                             f"(press Ctrl-C again to abort without one)"))
         try:
             with stop:
                 while True:
-                    t_step = time.perf_counter()
-                    batch = stream.next()
-                    if first_batch:
-                        self.task.check_batch(batch, objective.eval_model())
-                        first_batch = False
-                    stats = objective.train_step(batch, s.step)
-
-                    # One collective per step: statistics averaged over ranks, plus "any rank wants to stop" and
-                    # "any rank's clock passed the time budget" (so every rank stops at the same step).
-                    names = list(stats)
-                    out_of_time = deadline is not None and time.time() >= deadline
-                    vec = torch.stack([stats[k].detach().float().reshape(()) for k in names]
-                                      + [torch.tensor(float(stop.requested), device=dev),
-                                         torch.tensor(float(out_of_time), device=dev)])
-                    values = rt.all_reduce_mean(vec).tolist()
-                    time_up = values.pop() > 0
-                    stop_now = values.pop() > 0
-                    bad = [(k, v) for k, v in zip(names, values) if not math.isfinite(v)]
-                    if bad:
-                        k, v = bad[0]
-                        last = ckpt.latest_snapshot(run_dir)
-                        raise NonFiniteLossError(
-                            f"{k} became {v} at step {s.step} (kimg {s.cur_nimg / 1000:.3f}); stopped without "
-                            f"writing a snapshot. Last good snapshot: {last or 'none (no snapshot was written yet)'}. "
-                            + (f"Try a lower learning rate (--hparam lr=...) and resume: leangen train --resume {last}"
-                               if last else "Try a lower learning rate (--hparam lr=...)."))
-
-                    for ema_m, src_m in ema:
-                        update_ema(ema_m, src_m, ema_beta(self.batch, s.cur_nimg, float(opts.ema_kimg),  # type: ignore[arg-type]
-                                                          opts.ema_rampup))
-                    s.step += 1
-                    s.cur_nimg += self.batch
-                    for k, v in zip(names, values):
-                        sums[k] = sums.get(k, 0.0) + v
-                        counts[k] = counts.get(k, 0) + 1
-                    dt = time.perf_counter() - t_step
-                    step_time = dt if step_time is None else 0.9 * step_time + 0.1 * dt
-                    rep.update_progress(s.step if self.total_steps is not None else s.cur_nimg / 1000,
-                                        {k: sums[k] / counts[k] for k in names}, 1 / max(step_time, 1e-9))
+                    self._step()
+                    # Host-side flags only (agreed over ranks by a CPU collective): stopping never waits for the GPU.
+                    stop_now, time_up = rt.any_rank(stop.requested, deadline is not None and time.time() >= deadline)
                     done = self.finished(s) or time_up
                     if time_up and not self.finished(s) and rt.is_main:
                         rep.log(f"\nTime budget of {opts.minutes:g} min reached at kimg {s.cur_nimg / 1000:.3f}")
-                    if not done and not stop_now and s.cur_nimg < s.tick_start_nimg + tick_nimg:
+                    if not done and not stop_now and s.cur_nimg < s.tick_start_nimg + self.tick_nimg:
                         continue
-
-                    # Tick: report, maybe snapshot. The tick start advances *before* the snapshot records it.
-                    s.tick += 1
-                    s.tick_start_nimg = s.cur_nimg
-                    tick_end_time = time.time()
-                    tick_sec = tick_end_time - tick_start_time
-                    tick_kimg = (s.cur_nimg - timed_nimg) / 1000
-                    row: dict[str, Any] = {"tick": s.tick, "kimg": s.cur_nimg / 1000, "step": s.step}
-                    row.update({k: sums[k] / counts[k] for k in sums})
-                    row.update({
-                        "total_sec": tick_end_time - start_time, "sec_per_tick": tick_sec,
-                        "sec_per_kimg": tick_sec / max(tick_kimg, 1e-9),
-                        "img_per_sec": tick_kimg * 1000 / max(tick_sec, 1e-9), "maintenance_sec": maintenance,
-                        "cpu_mem_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
-                        "ema_beta": ema_beta(self.batch, s.cur_nimg, float(opts.ema_kimg), opts.ema_rampup),  # type: ignore[arg-type]
-                        "timestamp": tick_end_time,
-                    })
-                    if dev.type == "cuda":
-                        row["gpu_mem_gb"] = torch.cuda.max_memory_allocated(dev) / 2 ** 30
-                        torch.cuda.reset_peak_memory_stats(dev)
-                    rep.log(f"tick {s.tick:<5d} kimg {s.cur_nimg / 1000:<8.3f} step {s.step:<7d} "
-                            f"time {format_time(row['total_sec']):<12s} sec/tick {tick_sec:<7.1f} "
-                            f"sec/kimg {row['sec_per_kimg']:<7.2f} maintenance {maintenance:<5.1f} "
-                            + " ".join(f"{k} {sums[k] / counts[k]:.4f}" for k in sums))
-                    rep.write_stats(row)
-                    sums, counts = {}, {}
-                    if done or stop_now or s.tick % int(opts.snap) == 0:  # type: ignore[arg-type]
-                        last_snapshot = snapshot() or last_snapshot
-                    rep.plot_curves(writer.history)
-                    timed_nimg = s.cur_nimg
-                    tick_start_time = time.time()
-                    maintenance = tick_start_time - tick_end_time
+                    self._tick(snap=done or stop_now)
                     if stop_now:
                         status = "interrupted"
                         break
@@ -412,14 +295,103 @@ class _Run:
                 # collectives, since the other ranks may be anywhere. Resume is then not bit-exact.
                 status = "interrupted"
                 rep.log("\nInterrupted: writing a snapshot of the last completed step")
-                last_snapshot = snapshot(collective=False) or last_snapshot
+                self._check_finite(self.stats.read(rt, collective=False)[1])
+                self.last_snapshot = self._snapshot(collective=False) or self.last_snapshot
         if status in ("interrupted", "aborted"):
             rep.log(f"Stopped at kimg {s.cur_nimg / 1000:.3f} (step {s.step}). Resume with: "
                     f"leangen train --resume {run_dir}")
         else:
-            rep.log(f"Done: kimg {s.cur_nimg / 1000:.3f}, step {s.step}, {format_time(time.time() - start_time)}. "
-                    f"Latest snapshot: {last_snapshot}")
-        return TrainResult(run_dir, last_snapshot, status, s.cur_nimg, s.step)
+            rep.log(f"Done: kimg {s.cur_nimg / 1000:.3f}, step {s.step}, {format_time(time.time() - self.start_time)}. "
+                    f"Latest snapshot: {self.last_snapshot}")
+        return TrainResult(run_dir, self.last_snapshot, status, s.cur_nimg, s.step)
+
+    def _step(self) -> None:
+        """One optimizer step: batch, objective step, statistics on the device, EMA, counters. Reads no device value
+        (after the first batch, whose shape and labels are checked once)."""
+        s, opts, objective = self.s, self.opts, self.objective
+        t_step = time.perf_counter()
+        batch = self.stream.next()
+        if self.first_batch:
+            self.task.check_batch(batch, objective.eval_model())
+            self.first_batch = False
+        self.stats.add(objective.train_step(batch, s.step), s.step)
+        beta = ema_beta(self.batch, s.cur_nimg, float(opts.ema_kimg), opts.ema_rampup)  # type: ignore[arg-type]
+        for ema_m, src_m in self.ema:
+            update_ema(ema_m, src_m, beta)
+        s.step += 1
+        s.cur_nimg += self.batch
+        dt = time.perf_counter() - t_step  # the host's pace: on a GPU it runs ahead of the device until a tick
+        self.step_time = dt if self.step_time is None else 0.9 * self.step_time + 0.1 * dt
+        self.rep.update_progress(s.step if self.total_steps is not None else s.cur_nimg / 1000, self.last_means,
+                                 1 / max(self.step_time, 1e-9))
+
+    def _check_finite(self, bad: NonFinite | None) -> None:
+        """Stop without a snapshot when a statistic of this tick was not finite."""
+        if bad is None:
+            return
+        s = self.s
+        at = (f"at step {bad.step} (kimg {(s.cur_nimg - (s.step - bad.step) * self.batch) / 1000:.3f})"
+              if bad.step >= 0 else f"on another process by step {s.step - 1}")
+        last = ckpt.latest_snapshot(self.run_dir)
+        raise NonFiniteLossError(
+            f"{bad.name} became {bad.value} {at}; stopped without writing a snapshot. Last good snapshot: "
+            f"{last or 'none (no snapshot was written yet)'}. "
+            + (f"Try a lower learning rate (--hparam lr=...) and resume: leangen train --resume {last}"
+               if last else "Try a lower learning rate (--hparam lr=...)."))
+
+    def _snapshot(self, collective: bool = True) -> Path | None:
+        s, opts, rt, objective, stream = self.s, self.opts, self.rt, self.objective, self.stream
+        s.total_time = time.time() - self.start_time
+        s.data_position = stream.position
+        base = {
+            "format": ckpt.STATE_FORMAT, "preset": opts.preset, "objective": objective.name,
+            "task": self.task.name, "cur_nimg": s.cur_nimg, "step": s.step, "tick": s.tick,
+            "tick_start_nimg": s.tick_start_nimg, "total_time": s.total_time, "batch": self.batch,
+            "world_size": rt.world_size,
+            "data": {"position": stream.position, "seed": self.seed, "mirror": bool(opts.mirror),
+                     "dataset_size": len(self.data.train)},
+            "optimizers": {k: o.state_dict() for k, o in objective.optimizers().items()},
+            "objective_state": objective.state_dict(),
+        }
+        return self.writer.write(s, base, collective=collective)
+
+    def _tick(self, snap: bool) -> None:
+        """Read the tick's statistics (the one device read), stop on a non-finite one, report, maybe snapshot.
+        The tick start advances *before* the snapshot records it."""
+        s, opts, rt, rep = self.s, self.opts, self.rt, self.rep
+        means, bad = self.stats.read(rt)
+        self._check_finite(bad)
+        self.stats, self.last_means = TickStats(), means
+        dev = rt.device
+        s.tick += 1
+        s.tick_start_nimg = s.cur_nimg
+        tick_end_time = time.time()
+        tick_sec = tick_end_time - self.tick_start_time
+        tick_kimg = (s.cur_nimg - self.timed_nimg) / 1000
+        row: dict[str, Any] = {"tick": s.tick, "kimg": s.cur_nimg / 1000, "step": s.step}
+        row.update(means)
+        row.update({
+            "total_sec": tick_end_time - self.start_time, "sec_per_tick": tick_sec,
+            "sec_per_kimg": tick_sec / max(tick_kimg, 1e-9),
+            "img_per_sec": tick_kimg * 1000 / max(tick_sec, 1e-9), "maintenance_sec": self.maintenance,
+            "cpu_mem_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
+            "ema_beta": ema_beta(self.batch, s.cur_nimg, float(opts.ema_kimg), opts.ema_rampup),  # type: ignore[arg-type]
+            "timestamp": tick_end_time,
+        })
+        if dev.type == "cuda":
+            row["gpu_mem_gb"] = torch.cuda.max_memory_allocated(dev) / 2 ** 30
+            torch.cuda.reset_peak_memory_stats(dev)
+        rep.log(f"tick {s.tick:<5d} kimg {s.cur_nimg / 1000:<8.3f} step {s.step:<7d} "
+                f"time {format_time(row['total_sec']):<12s} sec/tick {tick_sec:<7.1f} "
+                f"sec/kimg {row['sec_per_kimg']:<7.2f} maintenance {self.maintenance:<5.1f} "
+                + " ".join(f"{k} {v:.4f}" for k, v in means.items()))
+        rep.write_stats(row)
+        if snap or s.tick % int(opts.snap) == 0:  # type: ignore[arg-type]
+            self.last_snapshot = self._snapshot() or self.last_snapshot
+        rep.plot_curves(self.writer.history)
+        self.timed_nimg = s.cur_nimg
+        self.tick_start_time = time.time()
+        self.maintenance = self.tick_start_time - tick_end_time
 
 
 def train(options: TrainOptions, dataset: Dataset | None = None, policy: ExecutionPolicy | None = None

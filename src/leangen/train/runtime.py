@@ -24,6 +24,7 @@ class Runtime:
     local_rank: int = 0
     owns_process_group: bool = False
     scalers: dict[int, Any] = field(default_factory=dict)
+    _host_group: Any = None
 
     def __post_init__(self) -> None:
         if isinstance(self.policy, torch.device):  # Runtime(torch.device("cpu")): the default policy there
@@ -80,6 +81,18 @@ class Runtime:
         t = t.detach().clone()
         dist.all_reduce(t)
         return t / self.world_size
+
+    def any_rank(self, *flags: bool) -> list[bool]:
+        """For each host-side flag, whether any rank set it. A CPU collective (gloo, also beside NCCL), so agreeing
+        on "stop now" every step never waits for the device."""
+        if not self.distributed:
+            return [bool(f) for f in flags]
+        if self._host_group is None:  # made on first use, which every rank reaches at the same step
+            self._host_group = (dist.group.WORLD if dist.get_backend() == "gloo"
+                                else dist.new_group(backend="gloo"))
+        t = torch.tensor([float(f) for f in flags])
+        dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self._host_group)
+        return [v > 0 for v in t.tolist()]
 
     def broadcast_module(self, module: nn.Module) -> None:
         """Copy rank 0's parameters and buffers to every rank."""
