@@ -32,7 +32,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from leangen.train.losses import d_loss, g_loss
+from leangen.train.losses import adam, d_loss, g_loss
 from leangen.train.objective import Objective, build_component
 
 if TYPE_CHECKING:
@@ -136,8 +136,8 @@ class CycleGANObjective(Objective):
         self.decay = None if start is None else (float(start) * 1000, float(length) * 1000)
         self.batch = int(options.batch or 1)  # type: ignore[arg-type]
         betas = tuple(float(b) for b in hp["betas"])
-        self.opt_G = torch.optim.Adam(self._G_pair.parameters(), lr=self.lr, betas=betas)  # type: ignore[arg-type]
-        self.opt_D = torch.optim.Adam(self._D_pair.parameters(), lr=self.lr, betas=betas)  # type: ignore[arg-type]
+        self.opt_G = adam(self._G_pair.parameters(), lr=self.lr, betas=betas)
+        self.opt_D = adam(self._D_pair.parameters(), lr=self.lr, betas=betas)
         seed = int(options.seed or 0)
         # Fakes of G_A (domain B) for D_A, fakes of G_B (domain A) for D_B.
         self.pool_B, self.pool_A = ImagePool(int(hp["pool_size"]), seed + 1), ImagePool(int(hp["pool_size"]), seed + 2)

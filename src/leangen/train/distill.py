@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from leangen.models.pretrained import model_kind
-from leangen.train.losses import d_loss, g_loss
+from leangen.train.losses import adam, d_loss, g_loss
 from leangen.train.objective import Objective, build_component
 from leangen.train.paired import _instance_kwargs, _over_scales
 
@@ -73,11 +73,11 @@ class DistillObjective(Objective):
         if self.feature_weight > 0:
             self._features = _FeaturePairs(self.G, self.teacher, hp["init"])
         betas = tuple(float(b) for b in hp["betas"])
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=float(hp["lr"]), betas=betas)  # type: ignore[arg-type]
+        self.opt_G = adam(self.G.parameters(), lr=float(hp["lr"]), betas=betas)
         self.D: nn.Module | None = None
         if self.gan_weight > 0:
             self.D = build_component(preset, "D", options.overrides).to(runtime.device).train()
-            self.opt_D = torch.optim.Adam(self.D.parameters(), lr=float(hp["lr"]), betas=betas)  # type: ignore[arg-type]
+            self.opt_D = adam(self.D.parameters(), lr=float(hp["lr"]), betas=betas)
 
     def modules(self) -> dict[str, nn.Module]:
         mods: dict[str, nn.Module] = {"G_ema": self.G_ema, "G": self.G, "teacher": self.teacher}

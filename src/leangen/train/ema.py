@@ -7,11 +7,17 @@ from torch import nn
 
 @torch.no_grad()
 def update_ema(ema: nn.Module, source: nn.Module, beta: float) -> None:
-    """``ema = beta * ema + (1 - beta) * source`` for parameters; buffers (w_avg, constant noise) are copied."""
-    for p_ema, p in zip(ema.parameters(), source.parameters()):
-        p_ema.copy_(p.detach().lerp(p_ema, beta))
-    for b_ema, b in zip(ema.buffers(), source.buffers()):
-        b_ema.copy_(b)
+    """``ema = beta * ema + (1 - beta) * source`` for parameters; buffers (w_avg, constant noise) are copied.
+
+    Multi-tensor (``foreach``) ops: a handful of kernels for the whole network instead of two per tensor, which on a
+    GPU is most of the EMA's cost. Same arithmetic as ``p.lerp(p_ema, beta)`` per tensor."""
+    p_ema = list(ema.parameters())
+    if p_ema:
+        p_src = [p.detach() for p in source.parameters()]
+        torch._foreach_copy_(p_ema, torch._foreach_lerp(p_src, p_ema, beta))
+    b_ema = list(ema.buffers())
+    if b_ema:
+        torch._foreach_copy_(b_ema, list(source.buffers()))
 
 
 def ema_beta(batch: int, cur_nimg: int, ema_kimg: float, ema_rampup: float | None) -> float:

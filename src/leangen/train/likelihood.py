@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 import torch
 from torch import nn
 
+from leangen.train.losses import adam
 from leangen.train.objective import Objective, build_component
 
 if TYPE_CHECKING:
@@ -47,9 +48,8 @@ class LikelihoodObjective(Objective):
             raise ValueError(f"the likelihood objective trains LikelihoodModel models; preset {preset.name!r} has a "
                              f"{type(model).__name__}")
         self.model = model.to(runtime.device).train()
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=float(hp["lr"]),
-                                    betas=tuple(float(b) for b in hp["betas"]),  # type: ignore[arg-type]
-                                    weight_decay=float(hp["weight_decay"]))
+        self.opt = adam(self.model.parameters(), lr=float(hp["lr"]), betas=[float(b) for b in hp["betas"]],
+                        weight_decay=float(hp["weight_decay"]))
         self.grad_clip = float(hp["grad_clip"])
 
     def modules(self) -> dict[str, nn.Module]:

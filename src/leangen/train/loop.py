@@ -122,7 +122,8 @@ class TrainingLoop:
         random.seed(seed)
         objective: Objective = get_objective(preset.objective)()
         objective.build(preset, rt, opts)
-        for m in objective.modules().values():
+        for m in objective.modules().values():  # the policy's activation layout (channels_last) where a model takes one
+            rt.policy.prepare(m)
             rt.broadcast_module(m)
         resolution = int(getattr(objective.eval_model(), "img_resolution", preset.resolution))
 
@@ -362,7 +363,6 @@ class _Run:
         means, bad = self.stats.read(rt)
         self._check_finite(bad)
         self.stats, self.last_means = TickStats(), means
-        dev = rt.device
         s.tick += 1
         s.tick_start_nimg = s.cur_nimg
         tick_end_time = time.time()
@@ -378,9 +378,9 @@ class _Run:
             "ema_beta": ema_beta(self.batch, s.cur_nimg, float(opts.ema_kimg), opts.ema_rampup),  # type: ignore[arg-type]
             "timestamp": tick_end_time,
         })
-        if dev.type == "cuda":
-            row["gpu_mem_gb"] = torch.cuda.max_memory_allocated(dev) / 2 ** 30
-            torch.cuda.reset_peak_memory_stats(dev)
+        if rt.device.type == "cuda":
+            row["gpu_mem_gb"] = torch.cuda.max_memory_allocated(rt.device) / 2 ** 30
+            torch.cuda.reset_peak_memory_stats(rt.device)
         rep.log(f"tick {s.tick:<5d} kimg {s.cur_nimg / 1000:<8.3f} step {s.step:<7d} "
                 f"time {format_time(row['total_sec']):<12s} sec/tick {tick_sec:<7.1f} "
                 f"sec/kimg {row['sec_per_kimg']:<7.2f} maintenance {self.maintenance:<5.1f} "

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 import torch
 from torch import nn
 
-from leangen.train.losses import d_loss, feature_matching, g_loss
+from leangen.train.losses import adam, d_loss, feature_matching, g_loss
 from leangen.train.objective import AdversarialModules, Objective, build_component
 
 if TYPE_CHECKING:
@@ -69,8 +69,8 @@ class PairedGANObjective(AdversarialModules, Objective):
             self.perceptual = build_perceptual(str(hp["perceptual_net"]), hp["perceptual_weights"], runtime.device)
         d_loss(self.gan_loss, torch.zeros(1), torch.zeros(1))  # fail early on an unknown loss name
         lr, betas = float(hp["lr"]), tuple(float(b) for b in hp["betas"])
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=float(hp["g_lr"] or lr), betas=betas)  # type: ignore[arg-type]
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=float(hp["d_lr"] or lr), betas=betas)  # type: ignore[arg-type]
+        self.opt_G = adam(self.G.parameters(), lr=float(hp["g_lr"] or lr), betas=betas)
+        self.opt_D = adam(self.D.parameters(), lr=float(hp["d_lr"] or lr), betas=betas)
 
     def train_step(self, batch: "Batch", step: int) -> dict[str, torch.Tensor]:
         G, D, rt = self.G, self.D, self.rt
