@@ -70,3 +70,16 @@ def test_translate_takes_inputs_and_the_old_labels_keyword() -> None:
     assert torch.equal(new, old) and any(issubclass(w.category, DeprecationWarning) for w in caught)
     with pytest.raises(TypeError, match="not both"):
         T.translate(labels, labels=labels)
+
+
+def test_every_model_type_declares_its_kind_and_example_inputs() -> None:
+    from leangen.models.pretrained import MODEL_TYPES, PretrainedModel
+
+    for name, cls in MODEL_TYPES.items():
+        assert cls.kind in ("generator", "likelihood", "translator", "discriminator"), name
+        assert cls.example_inputs is not PretrainedModel.example_inputs, f"{name} declares no example_inputs"
+    D = MODEL_TYPES["patch-discriminator"](num_classes=4, width=8, layers=2)
+    labels, image = D.example_inputs(2)
+    assert labels.shape == (2, 64, 64) and int(labels.max()) < 4 and image.shape == (2, 3, 64, 64)
+    logits, _ = D(labels, image)
+    assert logits.shape[0] == 2

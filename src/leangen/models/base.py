@@ -21,7 +21,7 @@ from leangen.ops.mapping import MappingNetwork
 from leangen.ops.modulated import NoiseMode
 from leangen.utils.seeds import latents_for_seeds, parse_seeds
 
-__all__ = ["CONFIG_NAME", "KIND_TASKS", "LikelihoodModel", "MODEL_TYPES", "ModelLoadError", "OutputType",
+__all__ = ["CONFIG_NAME", "Discriminator", "KIND_TASKS", "LikelihoodModel", "MODEL_TYPES", "ModelLoadError", "OutputType",
            "PretrainedModel", "StyleGenerator", "Translator", "WEIGHTS_NAME", "check_weights", "convert_images",
            "image_grid", "load_weights", "model_kind", "model_task", "read_weights", "register_model", "to_uint8"]
 
@@ -134,6 +134,27 @@ class LikelihoodModel(PretrainedModel):
         images = torch.cat(outs)
         scale = 255.0 / (2 ** self.bits - 1)
         return convert_images((images.float() * scale) / 127.5 - 1, output_type)
+
+
+class Discriminator(PretrainedModel):
+    """Base of discriminators: images ``[B, C, R, R]`` in [-1, 1] -> logits; those that also judge the label map
+    (``takes_labels``) take ``(labels [B, R, R] | None, image)``, labels None when built with ``num_classes=0``.
+
+    Fully convolutional ones have no ``img_resolution``: their ``example_inputs`` are ``example_size`` pixels."""
+
+    kind: ClassVar[str] = "discriminator"
+    input_kind: ClassVar[str] = "image"
+    takes_labels: ClassVar[bool] = False
+    example_size: ClassVar[int] = 64
+
+    def example_inputs(self, batch: int) -> tuple[Any, ...]:
+        """Seeded images ``[batch, C, R, R]`` uniform in [-1, 1] (after seeded label maps for ``takes_labels``)."""
+        res, gen = int(self.img_resolution or self.example_size), torch.Generator().manual_seed(0)
+        image = torch.rand(batch, self.img_channels, res, res, generator=gen) * 2 - 1
+        if not self.takes_labels:
+            return (image,)
+        labels = torch.randint(0, self.num_classes, (batch, res, res), generator=gen) if self.num_classes else None
+        return labels, image
 
 
 class Translator(PretrainedModel):

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import spectral_norm
 
-from leangen.models.base import PretrainedModel, Translator, register_model
+from leangen.models.base import Discriminator, Translator, register_model
 from leangen.ops.labels import one_hot_labels
 
 
@@ -63,13 +63,14 @@ class ConvTranslator(Translator):
 
 
 @register_model("patch-discriminator")
-class PatchDiscriminator(PretrainedModel):
+class PatchDiscriminator(Discriminator):
     """``(labels [B, H, W] | None, image [B, 3, H, W] in [-1, 1]) -> (logits [B, 1, h, w], features list)``.
 
     ``num_classes=0``: unconditional (``labels`` is ignored and may be None). ``norm``: ``"none"`` or
     ``"instance"`` (InstanceNorm after every conv but the first); ``spectral``: spectral norm on every conv."""
 
-    kind = "discriminator"
+    input_kind = "labels"
+    takes_labels = True
 
     def __init__(self, num_classes: int = 9, width: int = 64, layers: int = 3, norm: str = "none",
                  spectral: bool = True) -> None:

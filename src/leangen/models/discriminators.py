@@ -11,7 +11,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from leangen.models.base import PretrainedModel, register_model
+from leangen.models.base import Discriminator, register_model
 from leangen.ops.channels import stylegan2_channels
 from leangen.ops.conv_layer import ConvLayer
 from leangen.ops.equalized import EqualLinear
@@ -33,7 +33,7 @@ class ResBlock(nn.Module):
 
 
 @register_model("stylegan2-discriminator")
-class StyleGAN2Discriminator(PretrainedModel):
+class StyleGAN2Discriminator(Discriminator):
     """Residual discriminator with minibatch-stddev. ``[B, 3, R, R]`` in [-1, 1] -> ``[B, 1]`` logits."""
 
     def __init__(self, resolution: int = 256, channel_multiplier: int = 2, channel_base: int = 512,
@@ -44,7 +44,7 @@ class StyleGAN2Discriminator(PretrainedModel):
         log_size = int(math.log2(resolution))
         if 2 ** log_size != resolution or resolution < 8:
             raise ValueError(f"resolution must be a power of two >= 8, got {resolution}")
-        self.img_resolution = resolution
+        self.img_resolution, self.img_channels = resolution, in_channels
         blocks: list[nn.Module] = [ConvLayer(in_channels, ch[resolution], 1)]
         c = ch[resolution]
         for i in range(log_size, 2, -1):

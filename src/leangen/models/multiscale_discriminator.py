@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from leangen.models.base import PretrainedModel, register_model
+from leangen.models.base import Discriminator, register_model
 from leangen.ops.labels import label_input
 
 
@@ -40,16 +40,17 @@ class _PatchGAN(nn.Module):
 
 
 @register_model("multiscale-discriminator")
-class MultiscaleDiscriminator(PretrainedModel):
+class MultiscaleDiscriminator(Discriminator):
     """``(labels [B, H, W], image [B, 3, H, W], instances [B, H, W] | None) -> (logits: list of [B, 1, h_i, w_i]
     per scale, features: list)``.
 
     ``features`` holds every intermediate activation of every scale (for feature matching). With ``instance_edge``
     the boundaries of ``instances`` are one more input channel (zeros when no instances are given)."""
 
-    kind = "discriminator"
-
+    input_kind = "labels"
+    takes_labels = True
     takes_instances = True
+
     def __init__(self, num_classes: int = 13, width: int = 64, layers: int = 4, max_width: int = 512,
                  num_d: int = 2, instance_edge: bool = False) -> None:
         super().__init__()

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _sn
 
-from leangen.models.base import PretrainedModel, register_model
+from leangen.models.base import Discriminator, register_model
 from leangen.ops.bias_act import FusedLeakyReLU
 from leangen.ops.channels import stylegan2_channels
 from leangen.ops.conv_layer import ConvLayer
@@ -64,10 +64,8 @@ class FromRGB(nn.Module):
 
 
 @register_model("wavelet-discriminator")
-class WaveletDiscriminator(PretrainedModel):
+class WaveletDiscriminator(Discriminator):
     """SWAGAN/StyleSwin wavelet discriminator. ``[B, 3, R, R]`` in [-1, 1] -> ``[B, 1]`` logits."""
-
-    kind = "discriminator"
 
     def __init__(self, resolution: int = 256, channel_multiplier: int = 2, channel_base: int = 512,
                  max_channels: int = 512, spectral_norm: bool = True, stddev_group: int = 4, stddev_features: int = 1,
