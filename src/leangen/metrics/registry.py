@@ -164,7 +164,7 @@ def calc_metric(name: str, model: Any, dataset: Any = None, **kwargs: Any) -> di
 
 
 __all__ = [
-    "MetricSpec", "Outcome", "METRICS", "register_metric", "register_metric_pattern", "register_family", "parse_metric", "metric_info",
-    "list_metrics", "format_time", "RealReference", "real_reference", "generated_features", "plan_metrics",
+    "MetricSpec", "Outcome", "METRICS", "register_metric", "register_metric_pattern", "register_family", "parse_metric",
+    "metric_info", "list_metrics", "format_time", "RealReference", "real_reference", "generated_features", "plan_metrics",
     "describe_metric", "calc_metrics", "calc_metric", "report_metric", "make_record", "MetricWarning", "EVALUATORS",
 ]

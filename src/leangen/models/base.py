@@ -21,9 +21,10 @@ from leangen.ops.mapping import MappingNetwork
 from leangen.ops.modulated import NoiseMode
 from leangen.utils.seeds import latents_for_seeds, parse_seeds
 
-__all__ = ["CONFIG_NAME", "Discriminator", "KIND_TASKS", "LikelihoodModel", "MODEL_TYPES", "ModelLoadError", "OutputType",
-           "PretrainedModel", "StyleGenerator", "Translator", "WEIGHTS_NAME", "check_weights", "convert_images",
-           "image_grid", "load_weights", "model_kind", "model_task", "read_weights", "register_model", "to_uint8"]
+__all__ = ["CONFIG_NAME", "Discriminator", "KIND_TASKS", "LikelihoodModel", "MODEL_TYPES", "ModelLoadError",
+           "OutputType", "PretrainedModel", "StyleGenerator", "Translator", "WEIGHTS_NAME", "check_weights",
+           "convert_images", "image_grid", "load_weights", "model_kind", "model_task", "read_weights", "register_model",
+           "to_uint8"]
 
 
 class StyleGenerator(PretrainedModel):
