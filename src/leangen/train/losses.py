@@ -43,10 +43,11 @@ def r1_penalty(logits: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
 
 
 def feature_matching(feats_fake: Sequence[torch.Tensor], feats_real: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Mean L1 distance of discriminator features (fake vs detached real), averaged over layers."""
+    """Mean L1 distance of discriminator features (fake vs detached real), averaged over layers; in fp32 whatever
+    precision the features were computed in (under autocast they are bf16/fp16)."""
     if not feats_fake:
         return torch.zeros([])
-    losses = [(f - r.detach()).abs().mean() for f, r in zip(feats_fake, feats_real)]
+    losses = [(f.float() - r.detach().float()).abs().mean() for f, r in zip(feats_fake, feats_real)]
     return torch.stack(losses).mean()
 
 
