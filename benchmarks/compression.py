@@ -2,8 +2,9 @@
 
 What runs (all in this process): (1) a short paired-GAN training of the ``resnet9-256`` teacher on
 ``openmoji-seg-256``; (2) ``leangen.compress.run_pipeline``: condensation (group lasso on the per-channel (γ, β) of
-the InstanceNorms), structural pruning to a MACs budget (binary search), distillation of the pruned student from the
-condensed teacher; (3) teacher and student timed interleaved, batch 1, in eager PyTorch, ``torch.compile`` (inductor;
+the InstanceNorms), structural pruning to a MACs budget (binary search) or, with ``--target-fps``, to a latency
+measured on ONNX Runtime at 2 threads (``leangen.compress.latency``: candidate widths timed, the student's FPS measured
+again after export), distillation of the pruned student from the condensed teacher; (3) teacher and student timed interleaved, batch 1, in eager PyTorch, ``torch.compile`` (inductor;
 null with the reason where it fails) and ONNX Runtime at 1 and 2 threads (``leangen.compress.deploy``), and evaluated
 on the validation split.
 
@@ -19,8 +20,16 @@ Usage::
     python benchmarks/compression.py --preset resnet-tiny32 --data openmoji-seg-32-n64 --teacher-steps 2 \
         --condense-steps 2 --distill-steps 2 --ratio 2 --min-channels 2 --repeats 1 \
         --workdir /tmp/leangen-compression-smoke --name compression-smoke      # a smoke test, ~1-2 min
+    python benchmarks/compression.py --parts speed --target-fps 30        # latency budget: ResNet-9 256², ORT 2t
+    python benchmarks/compression.py --parts speed --preset resnet-tiny32 --data openmoji-seg-32-n64 \
+        --teacher-steps 1 --condense-steps 1 --distill-steps 1 --min-channels 2 --repeats 1 --target-fps 500 \
+        --workdir /tmp/leangen-latency-smoke --results-dir /tmp/leangen-latency-smoke   # smoke test of that mode
 
-Results: ``benchmarks/results/compression-cpu.json`` and ``.md``; the pipeline's own files under ``--workdir``.
+With ``--target-fps`` the quality part prunes to the MACs ratio the speed part's student reached (the same
+compression at 64²), since a 256² frame rate means nothing at 64².
+
+Results: ``benchmarks/results/compression-cpu.json`` and ``.md`` (``--results-dir`` elsewhere); the pipeline's own
+files under ``--workdir``.
 """
 from __future__ import annotations
 
@@ -47,8 +56,9 @@ def out_res_gmacs(model: torch.nn.Module) -> float:
 
 
 def run_part(preset: str, data: str, work: Path, steps: tuple[int, int, int], ratio: float, metric: str,
-             args: argparse.Namespace, say: Any) -> tuple[dict[str, Any], Path]:
-    """Train (or resume) the teacher, then ``run_pipeline``; returns its report and the teacher's run."""
+             args: argparse.Namespace, say: Any, target_fps: float | None = None) -> tuple[dict[str, Any], Path]:
+    """Train (or resume) the teacher, then ``run_pipeline`` to ``target_fps`` (measured on ``args.runtime`` at 2
+    threads) or else to the teacher's GMACs / ``ratio``; returns its report and the teacher's run."""
     import leangen
     from leangen.compress.deploy import size_report
     from leangen.compress.pipeline import CompressOptions, run_pipeline
@@ -65,7 +75,8 @@ def run_part(preset: str, data: str, work: Path, steps: tuple[int, int, int], ra
     opts = CompressOptions(teacher=str(teacher_run), data=data, outdir=str(work / "compress"),
                            condense_steps=condense_steps, distill_steps=distill_steps,
                            sparsity=args.sparsity, sparsity_ramp=max(condense_steps // 2, 1),
-                           macs_budget=teacher_gmacs / ratio, min_channels=args.min_channels,
+                           macs_budget=None if target_fps else teacher_gmacs / ratio, target_fps=target_fps,
+                           runtime=args.runtime, min_channels=args.min_channels,
                            threads=[1, 2], repeats=args.repeats, batch=1, compile=args.compile, metric=metric,
                            hparams={"distill": {"gan_weight": args.distill_gan_weight,
                                                 "feature_weight": args.distill_feature_weight}})
@@ -99,6 +110,11 @@ def main() -> None:
     p.add_argument("--quality-metric", default="fid_pairs")
     p.add_argument("--sparsity", type=float, default=1.0)
     p.add_argument("--ratio", type=float, default=30.0, help="MACs budget = teacher GMACs / ratio")
+    p.add_argument("--target-fps", type=float, default=None,
+                   help="latency budget instead: the speed part's student must run this many images/s on --runtime "
+                        "at 2 threads (measured); the quality part prunes to the MACs ratio that student reached")
+    p.add_argument("--runtime", choices=["onnxruntime", "torch"], default="onnxruntime")
+    p.add_argument("--results-dir", type=Path, default=RESULTS, help="where the JSON and Markdown go")
     p.add_argument("--min-channels", type=int, default=8)
     p.add_argument("--distill-gan-weight", type=float, default=1.0)
     p.add_argument("--distill-feature-weight", type=float, default=1.0)
@@ -115,17 +131,17 @@ def main() -> None:
     t0 = time.time()
     say = lambda m: print(f"[{time.time() - t0:6.0f}s] {m}", file=sys.stderr, flush=True)  # noqa: E731
     work = Path(args.workdir)
-    jpath = RESULTS / f"{args.name}-cpu.json"
+    jpath = args.results_dir / f"{args.name}-cpu.json"
     payload: dict[str, Any] = json.loads(jpath.read_text()) if jpath.is_file() and set(args.parts) != {
         "speed", "quality"} else {}
     payload.update(benchmark=args.name, environment=environment(torch.device("cpu")), cpu_count=os.cpu_count())
-    common = dict(ratio=args.ratio, min_channels=args.min_channels, sparsity=args.sparsity, batch=1, repeats=args.repeats,
+    common = dict(ratio=args.ratio, target_fps=args.target_fps, runtime=args.runtime, min_channels=args.min_channels, sparsity=args.sparsity, batch=1, repeats=args.repeats,
                   distill_gan_weight=args.distill_gan_weight, distill_feature_weight=args.distill_feature_weight)
     if "speed" in args.parts:
         gemm_before = machine_check(torch.device("cpu"))
         doc, teacher_run = run_part(args.preset, args.data, work / "speed",
                                     (args.teacher_steps, args.condense_steps, args.distill_steps), args.ratio, "psnr",
-                                    args, say)
+                                    args, say, args.target_fps)
         gemm_after = machine_check(torch.device("cpu"))
         teacher, student = leangen.load(teacher_run), leangen.load(work / "speed" / "compress" / "student")
         t, s = row(doc["teacher"], teacher, "psnr"), row(doc["student"], student, "psnr")
@@ -135,6 +151,7 @@ def main() -> None:
             latency_ratio_ort=t["latency_ms_ort"] / s["latency_ms_ort"],
             latency_ratio_compile=(t["latency_ms_compile"] / s["latency_ms_compile"]
                                    if t["latency_ms_compile"] and s["latency_ms_compile"] else None),
+            latency_target=doc.get("latency_target"),  # measured after export; None with a MACs budget
             student_channels=doc["steps"]["prune"]["channels_after"],
             teacher_channels=doc["steps"]["prune"]["channels_before"],
             training=dict(common, teacher_steps=args.teacher_steps, condense_steps=args.condense_steps,
@@ -142,8 +159,9 @@ def main() -> None:
             gemm_ms_before=gemm_before, gemm_ms_after=gemm_after, speed_wall_s=time.time() - t0)
     if "quality" in args.parts:
         t1 = time.time()
+        ratio = payload["mac_ratio"] if args.target_fps and "mac_ratio" in payload else args.ratio
         doc, teacher_run = run_part(args.quality_preset, args.quality_data, work / "quality", tuple(args.quality_steps),
-                                    args.ratio, args.quality_metric, args, say)
+                                    ratio, args.quality_metric, args, say)
         metric = args.quality_metric
         steps = doc["steps"]
         payload["quality"] = dict(
@@ -154,7 +172,7 @@ def main() -> None:
             fid_ratio=doc["student"]["value"] / doc["teacher"]["value"],
             mac_ratio=doc["teacher"]["gmacs"] / doc["student"]["gmacs"],
             student_channels=steps["prune"]["channels_after"],
-            training=dict(common, teacher_steps=args.quality_steps[0], condense_steps=args.quality_steps[1],
+            training=dict(common, ratio=ratio, teacher_steps=args.quality_steps[0], condense_steps=args.quality_steps[1],
                           distill_steps=args.quality_steps[2]),
             wall_s=time.time() - t1)
     if "teacher" in payload:  # the 256² rows carry the FID of the same pipeline at the quality resolution
@@ -162,8 +180,24 @@ def main() -> None:
         payload["teacher"]["fid"] = payload["student"]["fid"] = None
         payload["fid_note"] = (f"fid: see quality (the same pipeline on {q.get('preset')} at {q.get('data')}); the "
                                f"256² models are trained for tens of steps only" if q else "fid: not measured")
-    j, m = write_results(args.name, "cpu", payload, render(payload))
+    if args.results_dir == RESULTS:
+        j, m = write_results(args.name, "cpu", payload, render(payload))
+    else:
+        args.results_dir.mkdir(parents=True, exist_ok=True)
+        j, m = jpath, args.results_dir / f"{args.name}-cpu.md"
+        j.write_text(json.dumps(payload, indent=2) + "\n")
+        m.write_text(render(payload).rstrip() + "\n")
     say(f"wrote {j} and {m}")
+
+
+def _target_line(t: dict[str, Any] | None) -> list[str]:
+    """The latency-budget line of the speed section (nothing with a MACs budget)."""
+    if not t:
+        return []
+    got = f"{t['student_fps']:.1f} FPS ({t['student_ms']:.1f} ms)" if t.get("student_ms") else "not measured"
+    return [f"Latency budget: {t['target_fps']:.1f} FPS on {t['runtime']} at {t['threads']} threads; the student, "
+            f"exported and timed after distillation: **{got}**, {'met' if t['met'] else 'NOT met'} (teacher "
+            f"{fmt(t.get('teacher_fps'), '.1f')} FPS).", ""]
 
 
 def render(payload: dict[str, Any]) -> str:
@@ -185,6 +219,7 @@ def render(payload: dict[str, Any]) -> str:
                f"MACs ratio **{payload['mac_ratio']:.1f}x**, params ratio {payload['param_ratio']:.1f}x, eager latency "
                f"ratio (2 threads) **{payload['latency_ratio_eager']:.1f}x**, ONNX Runtime latency ratio "
                f"{payload['latency_ratio_ort']:.1f}x, torch.compile: {s.get('compile_status', 'not measured')}.", "",
+               *_target_line(payload.get("latency_target")),
                f"Student widths {payload['student_channels']} (teacher {payload['teacher_channels']}). Training: "
                f"teacher {tr['teacher_steps']} steps, condense {tr['condense_steps']}, distill {tr['distill_steps']} "
                f"(sizes and latencies depend on the widths only).", ""]

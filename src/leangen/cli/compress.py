@@ -36,6 +36,11 @@ def _hparams(values: tuple[str, ...]) -> dict[str, object]:
               help="Prune channels whose ||(γ, β)|| is at or below this ...")
 @click.option("--gmacs", "macs_budget", type=click.FloatRange(min=0, min_open=True), default=None,
               help="... or prune to at most this many executed GMACs per image (binary search).")
+@click.option("--target-fps", type=float, default=None, help="... or prune to this many images/s measured on "
+              "--runtime at the largest of --threads (candidate widths timed; achieved FPS measured after export).")
+@click.option("--target-ms", type=float, default=None, help="... or to this latency per image (ms), as --target-fps.")
+@click.option("--runtime", type=click.Choice(["onnxruntime", "torch"]), default="onnxruntime", show_default=True,
+              help="Where --target-fps/--target-ms is measured: ONNX Runtime or PyTorch eager, on the CPU.")
 @click.option("--min-channels", type=click.IntRange(min=1), default=1, show_default=True,
               help="Channels every width keeps at least.")
 @click.option("--distill-steps", type=click.IntRange(min=1), default=200, show_default=True)
@@ -54,7 +59,8 @@ def _hparams(values: tuple[str, ...]) -> dict[str, object]:
               "it and start afresh (without it such a rerun is refused).")
 @device_option
 def command(network: str, data: str, outdir: str, preset: str | None, condense_steps: int, sparsity: float,
-            sparsity_ramp: int, threshold: float, macs_budget: float | None, min_channels: int, distill_steps: int,
+            sparsity_ramp: int, threshold: float, macs_budget: float | None, target_fps: float | None,
+            target_ms: float | None, runtime: str, min_channels: int, distill_steps: int,
             batch: int | None, metric: str, threads: list[int], repeats: int, use_compile: bool, onnx: bool,
             condense_hparam: tuple[str, ...], distill_hparam: tuple[str, ...], overwrite: bool, device: Any) -> None:
     """Compress a trained translator (ResNet, U-Net or ASAP-Net generator): (1) condense: train with a group-lasso
@@ -73,12 +79,15 @@ def command(network: str, data: str, outdir: str, preset: str | None, condense_s
       leangen train --preset unet-tiny32 --data openmoji-seg-32-n64 --steps 300 --outdir runs
       leangen compress --network runs/00001-unet-tiny32-openmoji-seg-32-n64 --data openmoji-seg-32-n64 \\
           --outdir compressed-unet --gmacs 0.001 --no-compile
+      leangen compress --network runs/00000-resnet-tiny32-openmoji-seg-32-n64 --data openmoji-seg-32-n64 \\
+          --outdir compressed-fast --target-fps 2000 --runtime onnxruntime --threads 2
     """
     from leangen.compress.pipeline import CompressInterrupted, CompressOptions, render_report, run_pipeline
 
     opts = CompressOptions(
         teacher=network, data=data, outdir=outdir, preset=preset, condense_steps=condense_steps, sparsity=sparsity,
-        sparsity_ramp=sparsity_ramp, threshold=threshold, macs_budget=macs_budget, min_channels=min_channels,
+        sparsity_ramp=sparsity_ramp, threshold=threshold, macs_budget=macs_budget, target_fps=target_fps,
+        target_ms=target_ms, runtime=runtime, min_channels=min_channels,
         distill_steps=distill_steps, batch=batch, metric=metric,
         threads=threads, repeats=repeats, compile=use_compile, onnx=onnx, device=str(device), overwrite=overwrite,
         hparams={"condense": _hparams(condense_hparam), "distill": _hparams(distill_hparam)})

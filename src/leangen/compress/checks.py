@@ -3,7 +3,8 @@
 Every check raises ``ValueError`` with one line: a missing teacher, a teacher that is not a prunable label-map
 translator, a teacher whose preset has no compression stages, an unknown or non-paired metric, unpaired data,
 thread counts that are not positive, a MACs budget that is not finite and positive or below what the narrowest
-model (``min_channels`` per width) executes.
+model (``min_channels`` per width) executes, a latency target that is not positive, comes with another budget, or
+that the narrowest model misses on the target runtime (``leangen.compress.latency.check_target``).
 
 ``OUTDIR/compress.json`` records the options that decide the results. A rerun with the same options resumes; with
 other options it is refused (``--overwrite`` starts afresh, removing that folder's earlier results).
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 IDENTITY_NAME = "compress.json"
 # Options that do not change what the pipeline computes (where it trains, whether to redo it).
 _NOT_IDENTITY = ("device", "overwrite")
+# Options added later, left out while unset so folders started before them still resume.
+_LATER = {"target_fps": None, "target_ms": None}
 
 
 def teacher_preset(opts: "CompressOptions") -> str:
@@ -71,6 +74,9 @@ def check_options(opts: "CompressOptions") -> tuple[Any, str]:
     _check_data_and_metric(opts, teacher)
     if opts.macs_budget is not None:
         _check_budget(opts, teacher)
+    from leangen.compress.latency import check_target
+
+    check_target(opts, teacher)  # last: it times the narrowest model on the target runtime
     return teacher, base
 
 
@@ -108,6 +114,11 @@ def _check_budget(opts: "CompressOptions", teacher: Any) -> None:
 def identity(opts: "CompressOptions") -> dict[str, Any]:
     """The options that decide the pipeline's results, with the teacher as an absolute path."""
     doc = {k: v for k, v in dataclasses.asdict(opts).items() if k not in _NOT_IDENTITY}
+    for k, unset in _LATER.items():
+        if doc.get(k) == unset:
+            doc.pop(k)
+    if "target_fps" not in doc and "target_ms" not in doc:
+        doc.pop("runtime")  # only a latency target reads it
     doc["teacher"] = str(Path(opts.teacher).expanduser().resolve())
     data = Path(opts.data).expanduser()
     doc["data"] = str(data.resolve()) if data.exists() else opts.data

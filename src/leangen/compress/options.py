@@ -21,6 +21,9 @@ class CompressOptions:
     sparsity_ramp: int = 50                # steps of the linear ramp of λ
     threshold: float = 1e-4                # prune channels with ||(γ, β)|| at or below this ...
     macs_budget: float | None = None       # ... or prune to this many GMACs per image (binary search)
+    target_fps: float | None = None        # ... or to this measured speed on ``runtime`` (leangen.compress.latency)
+    target_ms: float | None = None         # ... or this measured latency per image
+    runtime: str = "onnxruntime"           # where a latency target is measured: onnxruntime or torch (eager)
     min_channels: int = 1
     distill_steps: int = 200
     batch: int | None = None

@@ -95,6 +95,7 @@ def run_pipeline(opts: CompressOptions, log: Callable[[str], None] = print) -> d
     from leangen.ops.group_lasso import channel_scores
     from leangen.compress.deploy import measure_latency, size_report
     from leangen.compress.prune import prune
+    from leangen.compress.latency import achieved, target_ms
     from leangen.presets.translators import with_affine_norms
 
     out = Path(opts.outdir)
@@ -120,11 +121,15 @@ def run_pipeline(opts: CompressOptions, log: Callable[[str], None] = print) -> d
             channels_at_or_below_threshold=int((values <= opts.threshold).sum())))
     condensed = leangen.load(out / "condense" / "model")
 
-    # 2. Prune: structural, by threshold or to a MACs budget.
+    # 2. Prune: structural, by threshold, to a MACs budget or to a latency measured on the target runtime.
     if not (out / "prune" / "report.json").is_file():
         budget = opts.macs_budget * 1e9 if opts.macs_budget else None
-        pruned, info = prune(condensed, threshold=None if budget else opts.threshold, macs_budget=budget,
+        threshold, search = opts.threshold, {}
+        if target_ms(opts) is not None:
+            threshold, search = _latency_threshold(condensed, opts, log)
+        pruned, info = prune(condensed, threshold=None if budget else threshold, macs_budget=budget,
                              min_channels=opts.min_channels)
+        info.update(search)
         log(f"prune: channels {info['channels_before']} -> {info['channels_after']}")
         kept = info.pop("kept")
         pruned.save_pretrained(out / "prune" / "model", extra={"kept_channels": kept})  # for feature distillation
@@ -147,8 +152,10 @@ def run_pipeline(opts: CompressOptions, log: Callable[[str], None] = print) -> d
     if not (out / "report.json").is_file():
         log("deploy: latency of teacher and student")
         models = {"teacher": teacher.cpu().eval(), "student": student.cpu().eval()}
+        # A target on ONNX Runtime is checked on the exported student, whatever --onnx says.
+        onnx = opts.onnx or (target_ms(opts) is not None and opts.runtime == "onnxruntime")
         lat = measure_latency(models, opts.threads, repeats=opts.repeats, compile=opts.compile,
-                              compile_backend=opts.compile_backend, onnx_dir=out / "onnx" if opts.onnx else None,
+                              compile_backend=opts.compile_backend, onnx_dir=out / "onnx" if onnx else None,
                               log=None)
         rows = {name: {**size_report(m), **lat[name], "metric": opts.metric, "value": evaluate(m, opts)}
                 for name, m in models.items()}
@@ -159,9 +166,29 @@ def run_pipeline(opts: CompressOptions, log: Callable[[str], None] = print) -> d
                    param_ratio=t["params"] / s["params"],
                    latency_ratio_eager=t[f"latency_ms_eager_t{n}"] / s[f"latency_ms_eager_t{n}"],
                    threads=list(opts.threads), metric=opts.metric, teacher_path=str(opts.teacher), preset=base)
+        if target_ms(opts) is not None:
+            doc["latency_target"] = achieved(opts, t, s)  # measured after export, not the search's prediction
         _write(out / "report.json", doc)
         (out / "report.md").write_text(render_report(doc) + "\n")
     return json.loads((out / "report.json").read_text())
+
+
+def _latency_threshold(condensed: nn.Module, opts: CompressOptions,
+                       log: Callable[[str], None]) -> tuple[float, dict[str, Any]]:
+    """The pruning threshold meeting the latency target (measured candidates) and what the prune report keeps."""
+    from leangen.compress.latency import choose_threshold, describe, measure_ms, target_ms, target_threads
+
+    budget = target_ms(opts)
+    assert budget is not None
+    log(f"prune: searching widths for {describe(opts)} ({budget:.3f} ms)")
+    try:
+        threshold, table = choose_threshold(
+            condensed, budget, lambda m: measure_ms(m, opts.runtime, target_threads(opts), opts.repeats),
+            opts.min_channels, log)
+    except ValueError as e:  # measured now, on a machine busier than at the check: still one line, no training
+        raise ValueError(f"{describe(opts)} cannot be met: {e}") from None
+    return threshold, dict(target_ms=budget, runtime=opts.runtime, target_threads=target_threads(opts),
+                           latency_search=table)
 
 
 def render_report(doc: dict[str, Any]) -> str:
@@ -187,4 +214,10 @@ def render_report(doc: dict[str, Any]) -> str:
     lines.append(f"\nMACs ratio {doc['mac_ratio']:.2f}x, params ratio {doc['param_ratio']:.2f}x, eager latency "
                  f"ratio ({max(threads)} threads) {doc['latency_ratio_eager']:.2f}x; metric: {doc['metric']} on the "
                  f"validation split.")
+    t = doc.get("latency_target")
+    if t:
+        got = f"{t['student_fps']:.1f} FPS ({t['student_ms']:.2f} ms)" if t["student_ms"] else "not measured"
+        lines.append(f"Latency target {t['target_fps']:.1f} FPS ({t['target_ms']:.2f} ms) on {t['runtime']} at "
+                     f"{t['threads']} thread(s): student measured after export {got}, "
+                     f"{'met' if t['met'] else 'NOT met'}.")
     return "\n".join(lines)

@@ -1,0 +1,158 @@
+"""A latency budget for ``leangen compress``: the widths whose pruned model meets a target latency *measured* on the
+target runtime (ONNX Runtime or PyTorch eager on the CPU), at batch 1, the model's own resolution and one thread
+count, instead of a MACs budget (MACs miss what dominates small CPU models: memory traffic at full resolution).
+
+Search (ours): the candidates are the pruning thresholds of ``leangen.compress.prune`` (the sorted channel scores,
+so the least important channels go first, as with ``--gmacs``). A candidate's latency is measured by building its
+pruned model and timing it through ``leangen.profile.runtimes.measure_runtimes`` (the ONNX file exported and checked
+as for ``leangen profile``). Binary search finds the smallest threshold (the widest model) whose measured latency
+meets the target; every probe is kept in a table (threshold, widths, GMACs, measured ms) for the report. Timing is
+noisy, so the search's figure is never the one reported as achieved: the distilled student is exported and timed
+again at deploy (``achieved``).
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from leangen.compress.options import CompressOptions
+
+#: Runtimes a latency target can name (``--runtime``).
+TARGET_RUNTIMES = ("onnxruntime", "torch")
+
+
+class LatencyUnreachable(ValueError):
+    """Even the narrowest model (``min_channels`` per width) is slower than the target; ``best_ms`` is its time."""
+
+    def __init__(self, message: str, best_ms: float):
+        super().__init__(message)
+        self.best_ms = best_ms
+
+
+def target_ms(opts: "CompressOptions") -> float | None:
+    """The latency target in ms per image (``target_ms``, or 1000 / ``target_fps``); None without one."""
+    if opts.target_ms is not None:
+        return float(opts.target_ms)
+    return 1000.0 / float(opts.target_fps) if opts.target_fps is not None else None
+
+
+def target_threads(opts: "CompressOptions") -> int:
+    """The thread count the target applies at: the largest of ``opts.threads`` (the one the report's ratios use)."""
+    return max(opts.threads)
+
+
+def describe(opts: "CompressOptions") -> str:
+    """``--target-fps 30 on onnxruntime at 2 thread(s)``: how errors and logs name the target."""
+    given = f"--target-fps {opts.target_fps:g}" if opts.target_fps is not None else f"--target-ms {opts.target_ms:g}"
+    return f"{given} on {opts.runtime} at {target_threads(opts)} thread(s)"
+
+
+def measure_ms(model: nn.Module, runtime: str, threads: int, repeats: int = 5, warmup: int = 2) -> float:
+    """Median latency (ms, batch 1) of ``model`` on ``runtime`` at ``threads`` threads; ``ValueError`` (one line)
+    when the runtime cannot run it."""
+    from leangen.profile.runtimes import RUNTIMES, measure_runtimes
+
+    tag = RUNTIMES[runtime]
+    row = measure_runtimes({"m": model}, [runtime], [threads], batch=1, warmup=warmup, repeats=repeats)["m"]
+    ms = row[f"latency_ms_{tag}_t{threads}"]
+    if ms is None:
+        raise ValueError(f"cannot time the model on {runtime}: {row[f'status_{tag}']}")
+    return float(ms)
+
+
+def narrowest(model: nn.Module, min_channels: int = 1) -> nn.Module:
+    """A model of ``model``'s type and config with ``min_channels`` per width (freshly initialised: only its
+    latency matters)."""
+    from leangen.models.base import MODEL_TYPES
+
+    config = dict(model.config)  # type: ignore[attr-defined]
+    widths = list(config.get("channels") or model.widths)  # type: ignore[attr-defined]
+    config["channels"] = [min(int(min_channels), int(w)) for w in widths]
+    return MODEL_TYPES[model.model_type](**config).eval()  # type: ignore[attr-defined]
+
+
+def choose_threshold(model: nn.Module, budget_ms: float, measure: Callable[[nn.Module], float],
+                     min_channels: int = 1,
+                     log: Callable[[str], None] | None = None) -> tuple[float, list[dict[str, Any]]]:
+    """The smallest pruning threshold of ``model`` (a condensed model) whose pruned model's ``measure`` is at most
+    ``budget_ms``, and the table of every probe (``threshold``, ``channels``, ``gmacs``, ``latency_ms``).
+    ``LatencyUnreachable`` when the narrowest model does not meet it."""
+    from leangen.compress.prune import _config, _keep, build_pruned, executed_macs
+    from leangen.ops.group_lasso import channel_scores
+
+    scores = channel_scores(model)
+    ascending = torch.unique(torch.cat(scores)).tolist()
+    candidates = [ascending[0] - 1.0, *ascending]  # first: keep every channel; last: min_channels per width
+    table: list[dict[str, Any]] = []
+    seen: dict[tuple[int, ...], float] = {}  # thresholds that keep the same widths are one model: time it once
+
+    def fits(i: int) -> bool:
+        kept = _keep(scores, candidates[i], min_channels)
+        widths = tuple(int(k.numel()) for k in kept)
+        if widths not in seen:
+            seen[widths] = measure(build_pruned(model, kept))
+            gmacs = executed_macs(model.model_type, _config(model, kept)) / 1e9  # type: ignore[attr-defined]
+            table.append(dict(threshold=candidates[i], channels=list(widths), gmacs=gmacs, latency_ms=seen[widths]))
+            if log:
+                log(f"prune: {sum(widths)} channels, {gmacs:.4g} GMACs -> {seen[widths]:.3f} ms")
+        return seen[widths] <= budget_ms
+
+    lo, hi = 0, len(candidates) - 1  # answer: the smallest index that fits (hi fits once checked)
+    if not fits(hi):
+        best = table[-1]["latency_ms"]
+        raise LatencyUnreachable(f"even the narrowest model ({min_channels} channel(s) per width) takes {best:.3f} ms "
+                                 f"({1000 / best:.1f} FPS), over the target of {budget_ms:.3f} ms", best)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fits(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return float(candidates[lo]), table
+
+
+def check_target(opts: "CompressOptions", teacher: nn.Module) -> None:
+    """Refuse (``ValueError``, one line) a latency target that is not a finite positive number, is given with
+    another budget, names an unknown runtime, or that even the narrowest model misses on this machine (measured
+    here, before any training, naming the best figure reachable)."""
+    given = {k: v for k, v in (("--target-fps", opts.target_fps), ("--target-ms", opts.target_ms)) if v is not None}
+    if not given:
+        return
+    if len(given) > 1 or opts.macs_budget is not None:
+        names = list(given) + (["--gmacs"] if opts.macs_budget is not None else [])
+        raise ValueError(f"give one budget, not {' and '.join(names)}")
+    (name, value), = given.items()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive number, got {value}")
+    if opts.runtime not in TARGET_RUNTIMES:
+        raise ValueError(f"--runtime must be one of {', '.join(TARGET_RUNTIMES)}, got {opts.runtime!r}")
+    if opts.runtime == "onnxruntime":
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            raise ValueError("--runtime onnxruntime needs the onnxruntime package; use --runtime torch") from None
+    budget = target_ms(opts)
+    assert budget is not None
+    best = measure_ms(narrowest(teacher, opts.min_channels), opts.runtime, target_threads(opts), opts.repeats)
+    if best > budget:
+        raise ValueError(f"{describe(opts)} cannot be met: the narrowest model ({opts.min_channels} channel(s) per "
+                         f"width) runs at {1000 / best:.1f} FPS ({best:.3f} ms) here; ask for at most that")
+
+
+def achieved(opts: "CompressOptions", teacher_row: dict[str, Any], student_row: dict[str, Any]) -> dict[str, Any]:
+    """The target against what deploy measured after export: ``runtime``, ``threads``, ``target_ms``,
+    ``target_fps``, the teacher's and student's measured ``*_ms``/``*_fps`` and ``met``."""
+    from leangen.profile.runtimes import RUNTIMES
+
+    budget = target_ms(opts)
+    assert budget is not None
+    n, tag = target_threads(opts), RUNTIMES[opts.runtime]
+    t_ms, s_ms = teacher_row.get(f"latency_ms_{tag}_t{n}"), student_row.get(f"latency_ms_{tag}_t{n}")
+    return dict(runtime=opts.runtime, threads=n, target_ms=budget, target_fps=1000.0 / budget,
+                teacher_ms=t_ms, teacher_fps=1000.0 / t_ms if t_ms else None,
+                student_ms=s_ms, student_fps=1000.0 / s_ms if s_ms else None,
+                met=bool(s_ms is not None and s_ms <= budget))
