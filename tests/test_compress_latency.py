@@ -116,3 +116,14 @@ def test_bad_latency_targets_are_refused_in_one_line_before_training(teacher: Pa
     if case == "unreachable":  # names the best figure this machine reaches
         assert "narrowest model" in line and "FPS" in line and "onnxruntime at 1 thread(s)" in line
     assert not (out / "condense").exists()
+
+
+def test_a_target_missed_at_the_search_stops_before_distillation(teacher: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The machine got busier after the option check: the prune step's own measurements refuse it, in one line."""
+    monkeypatch.setattr("leangen.compress.latency.check_target", lambda *a: None)
+    out = tmp_path / "out"
+    line = one_line_error(CliRunner().invoke(cli, ["compress", "--network", str(teacher), "--outdir", str(out),
+                                                   *FAST, "--target-fps", "1e6", "--runtime", "torch"]))
+    assert "--target-fps 1e+06 on torch at 1 thread(s) cannot be met" in line and "FPS" in line, line
+    assert (out / "condense" / "report.json").is_file() and not (out / "distill").exists()
