@@ -99,6 +99,11 @@ def test_compress_meets_a_latency_target_measured_after_export(teacher: Path, tm
     assert target["student_fps"] == pytest.approx(1000 / s["latency_ms_ort_t1"])
     assert target["target_ms"] == pytest.approx(budget, rel=1e-5) and target["met"]
     assert f"student measured after export {target['student_fps']:.1f} FPS" in result.output
+    # A rerun on a (now) slower machine resumes: the widths are chosen, the target is not timed again.
+    monkeypatch.setattr("leangen.compress.latency.measure_ms", lambda *a, **kw: 1e9)
+    result = CliRunner().invoke(cli, ["compress", "--network", str(teacher), "--outdir", str(out), *FAST,
+                                      "--no-onnx", "--target-ms", f"{budget:.6f}", "--runtime", "onnxruntime"])
+    assert result.exit_code == 0, result.output
 
 
 @pytest.mark.parametrize("case", ["unreachable", "zero", "negative", "with_gmacs", "fps_and_ms"])

@@ -13,6 +13,7 @@ again at deploy (``achieved``).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
@@ -118,7 +119,7 @@ def choose_threshold(model: nn.Module, budget_ms: float, measure: Callable[[nn.M
 def check_target(opts: "CompressOptions", teacher: nn.Module) -> None:
     """Refuse (``ValueError``, one line) a latency target that is not a finite positive number, is given with
     another budget, names an unknown runtime, or that even the narrowest model misses on this machine (measured
-    here, before any training, naming the best figure reachable)."""
+    here, before any training, naming the best figure reachable; not timed again once the prune step is done)."""
     given = {k: v for k, v in (("--target-fps", opts.target_fps), ("--target-ms", opts.target_ms)) if v is not None}
     if not given:
         return
@@ -137,6 +138,8 @@ def check_target(opts: "CompressOptions", teacher: nn.Module) -> None:
             raise ValueError("--runtime onnxruntime needs the onnxruntime package; use --runtime torch") from None
     budget = target_ms(opts)
     assert budget is not None
+    if (Path(opts.outdir) / "prune" / "report.json").is_file():
+        return  # widths already chosen: a resume must not be refused because the machine is busier now
     best = measure_ms(narrowest(teacher, opts.min_channels), opts.runtime, target_threads(opts), opts.repeats)
     if best > budget:
         raise ValueError(f"{describe(opts)} cannot be met: the narrowest model ({opts.min_channels} channel(s) per "
