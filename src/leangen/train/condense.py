@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 import torch
 from torch import nn
 
+from leangen.models.pretrained import model_label
 from leangen.ops.group_lasso import proximal_step
 from leangen.train.paired import PairedGANObjective
 
@@ -69,9 +70,9 @@ class CondenseObjective(PairedGANObjective):
 
 def _load_into(G: nn.Module, source_model: nn.Module, source: Path) -> None:
     """Copy a trained model's weights into ``G`` (its norms may lack the affine γ, β: those start at 1, 0)."""
-    if getattr(source_model, "model_type", None) != getattr(G, "model_type", None):
-        raise ValueError(f"init {source} holds a {getattr(source_model, 'model_type', '?')!r}, the preset trains a "
-                         f"{getattr(G, 'model_type', '?')!r}")
+    if model_label(source_model) != model_label(G):
+        raise ValueError(f"init {source} holds a {model_label(source_model)!r}, the preset trains a "
+                         f"{model_label(G)!r}")
     state = G.state_dict()
     for k, v in source_model.state_dict().items():
         if k not in state or state[k].shape != v.shape:

@@ -32,6 +32,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from leangen.models.pretrained import capability
 from leangen.train.losses import adam, d_loss, g_loss
 from leangen.train.objective import Objective, build_component
 
@@ -119,7 +120,7 @@ class CycleGANObjective(Objective):
             net = build_component(preset, role, options.overrides)
             if role == "G" and (not isinstance(net, Translator) or net.input_kind != "image"):
                 raise ValueError(f"the cyclegan objective trains image-input Translator models; preset "
-                                 f"{preset.name!r} has a {type(net).__name__} taking {getattr(net, 'input_kind', '?')}")
+                                 f"{preset.name!r} has a {type(net).__name__} taking {capability(net, 'input_kind')}")
             _init_normal(net, float(hp["init_gain"]))
             nets[name] = net.to(dev).train()
         self.G_A, self.G_B, self.D_A, self.D_B = nets["G_A"], nets["G_B"], nets["D_A"], nets["D_B"]

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 import torch
 from torch import nn
 
-from leangen.models.pretrained import model_kind
+from leangen.models.pretrained import capability, model_kind, model_label
 from leangen.train.losses import adam, d_loss, g_loss
 from leangen.train.objective import Objective, build_component
 from leangen.train.paired import _instance_kwargs, _over_scales
@@ -61,9 +61,9 @@ class DistillObjective(Objective):
             raise ValueError(f"the student is a {model_kind(G)} but the teacher at {self.teacher_source} is a "
                              f"{model_kind(teacher)}")
         for attr in ("z_dim", "num_classes", "img_resolution"):
-            if getattr(G, attr, None) != getattr(teacher, attr, None):
-                raise ValueError(f"student and teacher differ in {attr}: {getattr(G, attr, None)} vs "
-                                 f"{getattr(teacher, attr, None)}")
+            if capability(G, attr) != capability(teacher, attr):
+                raise ValueError(f"student and teacher differ in {attr}: {capability(G, attr)} vs "
+                                 f"{capability(teacher, attr)}")
         if hp["init"]:
             _init_student(G, leangen.load(Path(hp["init"]).expanduser()), str(hp["init"]))
         self.G = G.to(runtime.device).train()
@@ -159,9 +159,8 @@ def _init_student(G: nn.Module, init: nn.Module, source: str) -> None:
     """Load the weights of ``init`` into the freshly built student ``G``; they must be the same type and shapes."""
     from leangen.models.base import check_weights
 
-    if getattr(init, "model_type", None) != getattr(G, "model_type", None):
-        raise ValueError(f"init {source} holds a {getattr(init, 'model_type', '?')!r}, the student is a "
-                         f"{getattr(G, 'model_type', '?')!r}")
+    if model_label(init) != model_label(G):
+        raise ValueError(f"init {source} holds a {model_label(init)!r}, the student is a {model_label(G)!r}")
     state = init.state_dict()
     check_weights(G, state, source)  # names the first tensor whose shape differs (e.g. other pruned widths)
     G.load_state_dict(state)

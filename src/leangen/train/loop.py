@@ -36,8 +36,9 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset
 
-from leangen import runs as ckpt
+from leangen import runs
 from leangen.execution import ExecutionPolicy
+from leangen.models.pretrained import capability, model_label
 from leangen.tasks import get_task
 from leangen.train.data import BatchStream
 from leangen.train.ema import ema_beta, update_ema
@@ -52,8 +53,7 @@ from leangen.train.snapshot import NonFiniteLossError, SnapshotWriter, TrainingE
 from leangen.utils.files import write_json_atomic
 from leangen.utils.timefmt import format_time
 
-__all__ = ["NonFiniteLossError", "TrainResult", "TrainingError", "TrainingLoop", "ema_beta", "train",
-           "update_ema"]
+__all__ = ["NonFiniteLossError", "TrainResult", "TrainingError", "TrainingLoop", "ema_beta", "train", "update_ema"]
 
 
 @dataclass
@@ -102,7 +102,7 @@ class TrainingLoop:
         if self.options.resume:
             with warnings.catch_warnings(record=True) as caught:  # e.g. "passed over a damaged snapshot"
                 warnings.simplefilter("always")
-                resume_run, resume_snap = ckpt.resolve_resume(self.options.resume, self.options.outdir or "runs")
+                resume_run, resume_snap = runs.resolve_resume(self.options.resume, self.options.outdir or "runs")
             notes.extend(f"note: {w.message}" for w in caught)
             stored = read_run_options(resume_run)
         opts = resolve_options(self.options, stored)
@@ -125,7 +125,7 @@ class TrainingLoop:
         for m in objective.modules().values():  # the policy's activation layout (channels_last) where a model takes one
             rt.policy.prepare(m)
             rt.broadcast_module(m)
-        resolution = int(getattr(objective.eval_model(), "img_resolution", preset.resolution))
+        resolution = int(capability(objective.eval_model(), "img_resolution") or preset.resolution)
 
         # 3. Data. Rank 0 first: a built-in dataset is rendered and cached on first use, once.
         if not rt.is_main:
@@ -145,7 +145,7 @@ class TrainingLoop:
         if resume_run is not None:
             run_dir = resume_run
         else:
-            run_dir = rt.broadcast_object(ckpt.new_run_dir(opts.outdir, f"{opts.preset}-{data.name}")  # type: ignore[arg-type]
+            run_dir = rt.broadcast_object(runs.new_run_dir(opts.outdir, f"{opts.preset}-{data.name}")  # type: ignore[arg-type]
                                           if rt.is_main else None)
         rep = Reporter(run_dir if rt.is_main else None, enabled=rt.is_main, progress=opts.progress)
         for note in notes:
@@ -187,8 +187,8 @@ class _Run:
             "execution": rt.policy.record(),
             "dataset_name": self.data.name, "dataset_size": len(self.data.train),
             "validation_size": len(self.data.val),
-            "components": {k: {"model_type": getattr(m, "model_type", type(m).__name__),
-                               "config": getattr(m, "config", None)} for k, m in modules.items()},
+            "components": {k: {"model_type": model_label(m), "config": capability(m, "config")}
+                           for k, m in modules.items()},
             "params": {k: sum(p.numel() for p in m.parameters()) for k, m in modules.items()},
             "resumed_from": str(self.resume_snap) if self.resume_snap else None,
             "torch": torch.__version__,
@@ -226,9 +226,9 @@ class _Run:
 
         # 6. Files (rank 0): options, reals and the initial preview.
         if rt.is_main:
-            ckpt.clean_partial(run_dir)
+            runs.clean_partial(run_dir)
             if self.resume_snap is not None:
-                for moved in ckpt.set_aside_newer(run_dir, self.resume_snap):
+                for moved in runs.set_aside_newer(run_dir, self.resume_snap):
                     rep.log(f"note: {moved.name[len('superseded-'):]} is newer than the resumed snapshot; kept as {moved}")
                 rep.truncate_stats(s.step)
                 rep.log(f"\nResuming {run_dir} from {self.resume_snap.name} (kimg {s.cur_nimg / 1000:.3f}, "
@@ -290,7 +290,7 @@ class _Run:
                 # Second Ctrl-C: the user asked to abort without a snapshot, so none is written.
                 status = "aborted"
                 rep.log(f"\nAborted at step {s.step} without a snapshot. Last snapshot: "
-                        f"{ckpt.latest_snapshot(run_dir) or 'none'}")
+                        f"{runs.latest_snapshot(run_dir) or 'none'}")
             else:
                 # A raw interrupt raised inside a step (no handler could be installed): save what there is, without
                 # collectives, since the other ranks may be anywhere. Resume is then not bit-exact.
@@ -333,7 +333,7 @@ class _Run:
         s = self.s
         at = (f"at step {bad.step} (kimg {(s.cur_nimg - (s.step - bad.step) * self.batch) / 1000:.3f})"
               if bad.step >= 0 else f"on another process by step {s.step - 1}")
-        last = ckpt.latest_snapshot(self.run_dir)
+        last = runs.latest_snapshot(self.run_dir)
         raise NonFiniteLossError(
             f"{bad.name} became {bad.value} {at}; stopped without writing a snapshot. Last good snapshot: "
             f"{last or 'none (no snapshot was written yet)'}. "
@@ -345,7 +345,7 @@ class _Run:
         s.total_time = time.time() - self.start_time
         s.data_position = stream.position
         base = {
-            "format": ckpt.STATE_FORMAT, "preset": opts.preset, "objective": objective.name,
+            "format": runs.STATE_FORMAT, "preset": opts.preset, "objective": objective.name,
             "task": self.task.name, "cur_nimg": s.cur_nimg, "step": s.step, "tick": s.tick,
             "tick_start_nimg": s.tick_start_nimg, "total_time": s.total_time, "batch": self.batch,
             "world_size": rt.world_size,
