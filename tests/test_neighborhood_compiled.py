@@ -142,3 +142,19 @@ def test_na_backend_is_chosen_once_per_model_on_the_verbs(tmp_path):
     res = runner.invoke(cli, ["train", "--preset", "stylenat-tiny32", "--data", "openmoji-32-n64", "--na-backend",
                               "gather", "--dry-run"])
     assert res.exit_code == 0 and json.loads(res.output)["overrides"]["G"]["na_backend"] == "gather"
+
+
+def test_counting_as_tiled_gives_every_layer_its_own_backend_back():
+    """The profiler counts flex layers as tiled; afterwards each layer has exactly the backend it had (a layer the
+    user set to tiled stays tiled, a flex one goes back to flex)."""
+    from leangen.ops.neighborhood import counted_as_tiled
+
+    G = get_preset("stylenat-tiny32").build("G")
+    layers = [m for m in G.modules() if isinstance(m, na.HydraNeighborhoodAttention2d)]
+    assert len(layers) >= 2
+    for i, m in enumerate(layers):
+        m.backend = "flex" if i % 2 else "tiled"
+    before = [m.backend for m in layers]
+    with counted_as_tiled(G) as counted:
+        assert counted == ["tiled"] and all(m.backend == "tiled" for m in layers)
+    assert [m.backend for m in layers] == before

@@ -19,10 +19,11 @@ Backends of :func:`neighborhood_attention2d` (all differentiable in q, k, v and 
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import warnings
-from typing import Literal, Sequence
+from typing import Iterator, Literal, Sequence
 
 import torch
 from torch import nn
@@ -147,18 +148,31 @@ def set_backends(model: nn.Module, backend: Backend) -> int:
     return len(layers)
 
 
-def pin_backends(model: nn.Module, device: torch.device, replace: dict[str, str] | None = None) -> list[str]:
+def pin_backends(model: nn.Module, device: torch.device) -> list[str]:
     """Replace ``auto`` by the backend it stands for on ``device`` in every NA layer of ``model`` (so a ``meta`` copy
-    used for counting runs what the real one runs), then any backend named in ``replace`` by its value; returns the
-    distinct backends the layers now use."""
+    used for counting runs what the real one runs); returns the distinct backends the layers now use."""
     used = []
     for m in model.modules():
         if isinstance(m, (NeighborhoodAttention2d, HydraNeighborhoodAttention2d)):
             if m.backend == "auto":
                 m.backend = auto_backend(device)
-            m.backend = (replace or {}).get(m.backend, m.backend)
             used.append(m.backend)
     return sorted(set(used))
+
+
+@contextlib.contextmanager
+def counted_as_tiled(model: nn.Module) -> Iterator[list[str]]:
+    """Within the block, ``flex`` layers of ``model`` run ``tiled`` (the flop counter cannot see inside flex's fused
+    kernel); every layer gets its own backend back afterwards. Yields the distinct backends used while counting."""
+    layers = [m for m in model.modules() if isinstance(m, (NeighborhoodAttention2d, HydraNeighborhoodAttention2d))]
+    saved = [m.backend for m in layers]
+    for m in layers:
+        m.backend = "tiled" if m.backend == "flex" else m.backend
+    try:
+        yield sorted({m.backend for m in layers})
+    finally:
+        for m, b in zip(layers, saved):
+            m.backend = b
 
 
 def neighborhood_attention2d(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernel_size: IntPair,

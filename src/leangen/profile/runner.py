@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from leangen.execution import current_policy
-from leangen.ops.neighborhood import pin_backends, set_backends
+from leangen.ops.neighborhood import counted_as_tiled, pin_backends, set_backends
 from leangen.profile.device import available_bytes, device_name
 from leangen.profile.inputs import example_inputs
 from leangen.profile.macs import count_macs_detailed, count_params
@@ -147,12 +147,11 @@ def profile_models(names_or_models: Sequence[str | os.PathLike | nn.Module] | st
             if na_backend is not None:
                 set_backends(ref, na_backend)  # type: ignore[arg-type]
             item.row["na_backend"] = ",".join(pin_backends(ref, dev)) or None
-            item.row["macs_na_backend"] = ",".join(pin_backends(ref, dev, replace={"flex": "tiled"})) or None
             args, kwargs = example_inputs(ref, batch, ref_dev, tdtype)
             say(f"counting {item.name} on {ref_dev}")
-            count = count_macs_detailed(ref, args, kwargs, track_memory=ref is item.meta)
-            if ref is not item.meta and item.row["na_backend"] != item.row["macs_na_backend"]:
-                pin_backends(ref, dev, replace={"tiled": "flex"})  # a given model is timed as it came
+            with counted_as_tiled(ref) as counted:  # a given model is timed as it came afterwards
+                item.row["macs_na_backend"] = ",".join(counted) or None
+                count = count_macs_detailed(ref, args, kwargs, track_memory=ref is item.meta)
             item.row["gmacs"] = count.macs / batch / 1e9
             if item.build is None:
                 continue  # given or loaded model: already in memory
