@@ -116,6 +116,7 @@ def command(ctx: click.Context, network: str, seeds: str, truncation: float, noi
       leangen generate --network saved/cips --seeds 0-3 --size 512 --outdir out/cips512
       leangen generate --network saved/cips --seeds 0 --size 256 1024 --outdir out/panorama
       leangen generate --network runs/00001-independent-pixels-32-openmoji-32 --seeds 0-15 --temperature 0.9 --outdir out
+      leangen generate --network saved/stylenat --seeds 0-255 --device cuda --precision bf16 --compile compile --outdir out
     """
     import numpy as np
     from PIL import Image

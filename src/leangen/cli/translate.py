@@ -36,6 +36,7 @@ def command(network: str, input_path: str, outdir: str, grid: bool, batch: int, 
     Examples:
       leangen translate --network runs/00002-asapnet-tiny32-openmoji-seg-32-n64 --input labels/ --outdir out
       leangen translate --network saved/asapnet --input labels/0001.png --outdir out
+      leangen translate --network saved/asapnet --input labels/ --device cuda --precision bf16 --outdir out
       leangen translate --network runs/00003-cyclegan-tiny32-openmoji-faces2animals-32-n32 --input faces/ --outdir out
     """
     import numpy as np
