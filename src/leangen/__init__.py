@@ -32,6 +32,8 @@ def load(source: str | os.PathLike, device: str | torch.device = "cpu", role: st
     - an official checkpoint file (``.pt``/``.pth``/``.ckpt``/``.bin`` of PixelFolder, CIPS, rosinality StyleGAN2,
       StyleNAT or ASAP-Net): converted in memory, format detected from its tensor names (``leangen.convert``;
       ``leangen convert`` saves the result once instead);
+    - ``zoo:<name>`` (``zoo:stylegan2-openmoji32``): a trained model shipped with leangen (``leangen.zoo``; its
+      sha256 is checked first; ``leangen models --zoo`` lists them);
     - preset name (``stylegan2-256``): a randomly initialized model, with a warning.
 
     What comes back is a generator (``.generate(seeds)``), a likelihood model (``.log_prob``, ``.generate``) or a
@@ -42,6 +44,10 @@ def load(source: str | os.PathLike, device: str | torch.device = "cpu", role: st
     from leangen.execution import resolve_device
 
     dev = resolve_device(device)
+    if isinstance(source, str) and source.startswith("zoo:"):
+        from leangen import zoo
+
+        return zoo.load(source, device=dev)
     path = Path(source).expanduser()
     if path.exists():
         from leangen.convert import convert_checkpoint, looks_like_checkpoint

@@ -1,4 +1,5 @@
-"""``leangen models``: list the model presets with family, task, resolution, parameter count and the paper's figures."""
+"""``leangen models``: list the model presets with family, task, resolution, parameter count and the paper's figures;
+``leangen models --zoo``: the trained models shipped with leangen (``leangen.zoo``)."""
 from __future__ import annotations
 
 import io
@@ -65,6 +66,28 @@ def preset_rows(family: str | None = None) -> list[dict[str, Any]]:
     return rows
 
 
+def zoo_rows() -> list[dict[str, Any]]:
+    """One dict per zoo entry: its card (name, family, task, data, metrics, training, command...) plus ``main_metric``
+    (``[name, value]`` or None)."""
+    from leangen import zoo
+
+    return [dict(c, main_metric=zoo.main_metric(c)) for c in zoo.cards()]
+
+
+def _zoo_table(rows: list[dict[str, Any]]) -> str:
+    table = []
+    for r in rows:
+        main, training = r["main_metric"], r.get("training") or {}
+        seconds = training.get("seconds")
+        table.append([r["name"], r.get("family", ""), r.get("task", ""), r.get("data", ""),
+                      f"{r['params']:,}" if isinstance(r.get("params"), int) else "?",
+                      f"{main[0]} {main[1]:.4g}" if main else "",
+                      f"{seconds / 60:.1f} min" if isinstance(seconds, (int, float)) else "",
+                      " ".join(str(training[k]) for k in ("device", "device_name") if training.get(k))])
+    return render_table(["zoo model", "family", "task", "data", "params", "main metric", "training", "device"],
+                        table, right=(4, 6))
+
+
 def _fmt_m(n: float | None, digits: int = 2) -> str:
     return "" if n is None else f"{n:.{digits}f}"
 
@@ -72,8 +95,11 @@ def _fmt_m(n: float | None, digits: int = 2) -> str:
 @click.command(name="models", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
 @click.option("--family", default=None, metavar="F", help="Only this family (stylegan2, cips, pixelfolder, ...).")
-def command(as_json: bool, family: str | None) -> None:
+@click.option("--zoo", "zoo", is_flag=True,
+              help="List the trained models shipped with leangen instead (load one with leangen.load('zoo:NAME')).")
+def command(as_json: bool, family: str | None, zoo: bool) -> None:
     """List model presets: family, task, resolution, parameters of the generator and the paper's figures.
+    With --zoo, the trained models that ship with leangen: data, main metric, training time and device.
 
     Parameter counts are exact (the model is built on PyTorch's meta device, which allocates nothing).
     Paper columns quote the paper's own numbers where a preset reproduces a paper configuration.
@@ -83,7 +109,20 @@ def command(as_json: bool, family: str | None) -> None:
       leangen models
       leangen models --family pixelfolder
       leangen models --json
+      leangen models --zoo
     """
+    if zoo:
+        rows = [r for r in zoo_rows() if family is None or r.get("family") == family]
+        if as_json:
+            click.echo(json.dumps(rows, indent=2))
+        elif not rows:
+            from leangen.zoo import root
+
+            click.echo(f"no trained models{f' of family {family!r}' if family else ''} in the zoo ({root()})")
+        else:
+            click.echo(_zoo_table(rows))
+            click.echo("load one with leangen.load('zoo:NAME'); each card.json holds the command that reproduces it")
+        return
     from leangen.presets import list_presets
 
     if family is not None and not list_presets(family):
