@@ -23,6 +23,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "export": ("leangen.cli.export", "Export a generator or translator to ONNX; checked in ONNX Runtime."),
     "compress": ("leangen.cli.compress", "Condense, prune and distill a trained translator; report size and speed."),
     "demo": ("leangen.cli.demo", "Train a tiny generator on OpenMoji on CPU, sample, evaluate, profile."),
+    "serve": ("leangen.cli.serve", "Serve a local web demo: generate, translate, compare, compress (gradio)."),
 }
 
 
