@@ -78,6 +78,7 @@ def test_fake_entry_loads_through_leangen_load(fake_zoo: Path) -> None:
 def test_incomplete_folder_is_not_listed(fake_zoo: Path) -> None:
     partial = make_entry(fake_zoo, "cips-partial32", "cips-tiny32")
     (partial / "card.json").unlink()  # the trainer writes the card last: a folder without one is still being written
+    make_entry(fake_zoo, "spade-fake32.tmp", "spade-tiny32")  # written in full, not yet renamed into place
     assert zoo.available() == ["stylegan2-fake32"]
 
 

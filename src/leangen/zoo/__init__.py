@@ -50,8 +50,8 @@ def root(directory: str | os.PathLike | None = None) -> Path:
 
 
 def _complete(folder: Path) -> bool:
-    # The card is written last by the trainer, so a folder still being written is not listed.
-    return all((folder / f).is_file() for f in (CARD_NAME, CONFIG_NAME, WEIGHTS_NAME))
+    # The trainer writes an entry into ``<name>.tmp`` (card last) and renames it: a folder being written is not listed.
+    return "." not in folder.name and all((folder / f).is_file() for f in (CARD_NAME, CONFIG_NAME, WEIGHTS_NAME))
 
 
 def available(directory: str | os.PathLike | None = None) -> list[str]:
