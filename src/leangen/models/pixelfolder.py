@@ -183,12 +183,12 @@ class PixelFolderGenerator(StyleGenerator):
 def styled_conv(layer: StyledConv, x: torch.Tensor, w: torch.Tensor, noise_mode: NoiseMode) -> torch.Tensor:
     """``layer(x, w, noise_mode)``; without autograd the bias, noise and activation run in place on the conv output.
 
-    At batch 1 the modulation goes into the weight (``impl="grouped"``, one ordinary conv) instead of scaling the
-    input and output activations.
+    The conv follows its ``impl`` (default ``auto``: at batch 1 the modulation goes into the weight, one ordinary
+    conv, instead of scaling the input and output activations; see ``leangen.ops.modulated``).
     """
     if not eager_inference():
         return layer(x, w, noise_mode)
-    y = layer.conv(x, w, impl="grouped" if x.shape[0] == 1 else None)
+    y = layer.conv(x, w)
     noise = _noise(layer.noise, y, noise_mode)
     if noise is not None:
         y.add_(noise * layer.noise.weight.to(y.dtype))
