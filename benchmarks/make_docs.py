@@ -36,11 +36,12 @@ RENDERERS: list[tuple[str, str]] = [
     (r"translation", "translation:markdown"),
     (r"translation_quality", "translation_quality:markdown"),
     (r"training_speed(-.+)?", "training_speed:markdown"),
+    (r"quality", "quality:markdown"),
 ]
 # page order: the headline comparisons first; files not listed follow alphabetically
-ORDER = ["pixel_synthesis", "pixel_synthesis-20261126", "pixel_synthesis-default_alloc", "profile_stylegan2",
-         "quality_equal_time", "stylenat", "stylenat_quality_equal_time", "neighborhood_attention", "spn",
-         "translation", "translation_quality", "compression", "compression_ratio60", "training_speed"]
+ORDER = ["quality", "pixel_synthesis", "pixel_synthesis-20261126", "pixel_synthesis-default_alloc",
+         "profile_stylegan2", "quality_equal_time", "stylenat", "stylenat_quality_equal_time", "neighborhood_attention",
+         "spn", "translation", "translation_quality", "compression", "compression_ratio60", "training_speed"]
 # cross-process figures: a table column whose header matches is dropped, and so is a prose line that matches
 CROSS_COLUMN = re.compile(r"anchor|official", re.I)
 CROSS_PROSE = re.compile(r"anchor|^Official figures", re.I)
