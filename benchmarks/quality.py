@@ -27,6 +27,8 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 from _common import fmt, md_table, write_results  # noqa: E402
 
+from leangen.cli.models import zoo_family as family  # noqa: E402  (a card may record its preset as the family)
+
 NOTE = ("The runs here are small CPU runs at 32×32 on the built-in OpenMoji data, with an equal kimg budget inside "
         "each group; the papers train for days on FFHQ, LSUN, ImageNet or Cityscapes at 64-1024 px. A claim held or "
         "not held here says how the orderings come out at this scale, not whether the papers are right. FID at 1k "
@@ -70,17 +72,6 @@ CLAIMS: list[Claim] = [
           "Towards Device Efficient Conditional Image Generation (Shah & Bharaj, BMVC 2022, arXiv 2203.10363)",
           "*", "student", None, (r"fid_pairs", r"psnr"), "within", 0.10),
 ]
-
-
-def family(card: dict[str, Any]) -> str:
-    """The family of a card's model: its preset's family when the preset is known (cards may record the preset
-    name as the family), else the card's ``family``."""
-    from leangen.presets import get_preset
-
-    try:
-        return get_preset(str(card.get("preset"))).family
-    except (KeyError, ValueError):
-        return str(card.get("family", ""))
 
 
 def higher_is_better(metric: str) -> bool:

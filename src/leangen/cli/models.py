@@ -66,12 +66,23 @@ def preset_rows(family: str | None = None) -> list[dict[str, Any]]:
     return rows
 
 
+def zoo_family(card: dict[str, Any]) -> str:
+    """The family of a zoo card's model: its preset's family when the preset is known (a card may record the preset
+    name as its family), else the card's ``family``."""
+    from leangen.presets import get_preset
+
+    try:
+        return get_preset(str(card.get("preset"))).family
+    except (KeyError, ValueError):
+        return str(card.get("family", ""))
+
+
 def zoo_rows() -> list[dict[str, Any]]:
     """One dict per zoo entry: its card (name, family, task, data, metrics, training, command...) plus ``main_metric``
     (``[name, value]`` or None)."""
     from leangen import zoo
 
-    return [dict(c, main_metric=zoo.main_metric(c)) for c in zoo.cards()]
+    return [dict(c, family=zoo_family(c), main_metric=zoo.main_metric(c)) for c in zoo.cards()]
 
 
 def _zoo_table(rows: list[dict[str, Any]]) -> str:
