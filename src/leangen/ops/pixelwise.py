@@ -7,6 +7,8 @@
 - ``tiled_mlp``: every ``S x S`` tile of a full-resolution feature map goes through its own small MLP whose weights
   and biases come from one cell of a low-resolution parameter grid, as batched matmuls (nearest "upsampling" of the
   parameter grid without materialising it).
+- ``tiled_mlp_labels``: the same on integer label maps, with the one-hot part of the first layer as a row lookup and
+  the (tile-periodic) positional part as one small GEMM per tile, so the full-resolution MLP input is never built.
 """
 from __future__ import annotations
 
@@ -94,16 +96,74 @@ def tiled_mlp(x: torch.Tensor, params: torch.Tensor, channels: Sequence[int], ti
     t = gh * gw
     # [B, C, gh, S, gw, S] -> [B * tiles, S*S pixels, C]
     feats = x.reshape(b, c, gh, tile, gw, tile).permute(0, 2, 4, 3, 5, 1).reshape(b * t, tile * tile, c)
-    # One copy into [B * tiles, P] row-major: without it (a channels-first conv output) every weight slice is strided
-    # across tiles and CPU bmm falls back to a per-tile loop, 5-10x slower.
-    p = params.permute(0, 2, 3, 1).reshape(b * t, -1).contiguous()
-    offset = 0
+    return _run_layers(feats, _tile_params(params), channels, 0, 0, b, gh, gw, tile, negative_slope)
+
+
+def tiled_mlp_labels(labels: torch.Tensor, num_lookup: int, dense: torch.Tensor | None, params: torch.Tensor,
+                     channels: Sequence[int], tile: int, negative_slope: float = 0.01) -> torch.Tensor:
+    """``tiled_mlp`` of ``cat([one_hot(labels)[:, :num_lookup], dense, periodic_encoding], 1)`` without building
+    that input: the one-hot part of the first layer is a row lookup, the positional part one GEMM per tile.
+
+    Args:
+        labels: int ``[B, H, W]``; ids outside ``[0, num_lookup)`` select no row (as their one-hot channels would be
+            missing or zero).
+        num_lookup: one-hot channels the MLP sees (the first rows of its first weight).
+        dense: optional ``[B, Cd, H, W]`` channels after them (e.g. instance edges), multiplied as in ``tiled_mlp``.
+        params, channels, tile: as in ``tiled_mlp``; ``channels[0] = num_lookup + Cd + periodic_encoding_channels``.
+
+    Same values as ``tiled_mlp`` on the concatenated input (rounding aside): a one-hot row times a weight is that
+    weight's row, and the periodic encoding is the same in every tile (its periods divide the tile). It saves the
+    full-resolution ``[B, channels[0], H, W]`` input, its tile-major copy and ``num_lookup / channels[0]`` of the first
+    layer's multiply-adds.
+    """
+    b, h, w = labels.shape
+    gh, gw = h // tile, w // tile
+    t = gh * gw
+    nd = 0 if dense is None else dense.shape[1]
+    npos = periodic_encoding_channels(tile)
+    ci, co = channels[0], channels[1]
+    if ci != num_lookup + nd + npos:
+        raise ValueError(f"the first layer takes {ci} inputs, not {num_lookup} labels + {nd} dense + {npos} positional")
+    p = _tile_params(params)
+    if gh * tile != h or gw * tile != w or p.shape[0] != b * t:
+        raise ValueError(f"a {h}x{w} input needs a {gh}x{gw} parameter grid of {tile}px tiles")
+    bias = p[:, :co].unsqueeze(1)  # [BT, 1, co]
+    weight = p[:, co:co + ci * co].reshape(b * t, ci, co)
+    # Label rows plus one zero row that every id outside [0, num_lookup) selects.
+    rows = torch.cat([weight[:, :num_lookup], weight.new_zeros(b * t, 1, co)], 1)  # [BT, num_lookup + 1, co]
+    ids = labels.long()
+    ids = torch.where((ids >= 0) & (ids < num_lookup), ids, num_lookup)
+    ids = ids.reshape(b, gh, tile, gw, tile).permute(0, 1, 3, 2, 4).reshape(b * t, tile * tile)
+    ids = ids + torch.arange(b * t, device=ids.device).unsqueeze(1) * (num_lookup + 1)
+    first = F.embedding(ids, rows.reshape(-1, co)) + bias  # [BT, S*S, co]
+    pos = periodic_encoding(tile, tile, tile, labels.device, p.dtype).reshape(npos, tile * tile).t()  # [S*S, npos]
+    first = torch.baddbmm(first, pos.expand(b * t, -1, -1), weight[:, num_lookup + nd:])
+    if dense is not None:
+        d = dense.to(p.dtype).reshape(b, nd, gh, tile, gw, tile).permute(0, 2, 4, 3, 5, 1).reshape(b * t, -1, nd)
+        first = torch.baddbmm(first, d, weight[:, num_lookup:num_lookup + nd])
+    last = len(channels) == 2
+    first = torch.tanh(first) if last else F.leaky_relu(first, negative_slope, inplace=True)
+    return _run_layers(first, p, channels, 1, co + ci * co, b, gh, gw, tile, negative_slope)
+
+
+def _tile_params(params: torch.Tensor) -> torch.Tensor:
+    """``[B, P, gh, gw]`` -> ``[B * tiles, P]`` row-major. One copy: without it (a channels-first conv output) every
+    weight slice is strided across tiles and CPU bmm falls back to a per-tile loop, 5-10x slower."""
+    return params.permute(0, 2, 3, 1).reshape(-1, params.shape[1]).contiguous()
+
+
+def _run_layers(feats: torch.Tensor, p: torch.Tensor, channels: Sequence[int], start: int, offset: int, b: int,
+                gh: int, gw: int, tile: int, negative_slope: float) -> torch.Tensor:
+    """Layers ``start..`` of the tiles' MLPs on ``feats [B * tiles, S*S, channels[start]]`` (``offset``: where layer
+    ``start``'s parameters begin in ``p``) -> ``[B, channels[-1], H, W]``."""
+    bt = feats.shape[0]
     last = len(channels) - 2
-    for i, (ci, co) in enumerate(zip(channels[:-1], channels[1:])):
+    for i in range(start, len(channels) - 1):
+        ci, co = channels[i], channels[i + 1]
         bias = p[:, offset:offset + co].unsqueeze(1)
-        weight = p[:, offset + co:offset + co + ci * co].reshape(b * t, ci, co)
+        weight = p[:, offset + co:offset + co + ci * co].reshape(bt, ci, co)
         offset += co + ci * co
         feats = torch.baddbmm(bias, feats, weight)  # bias added inside the GEMM: one pass less over the pixels
         feats = torch.tanh(feats) if i == last else F.leaky_relu(feats, negative_slope, inplace=True)
     co = channels[-1]
-    return feats.reshape(b, gh, gw, tile, tile, co).permute(0, 5, 1, 3, 2, 4).reshape(b, co, h, w)
+    return feats.reshape(b, gh, gw, tile, tile, co).permute(0, 5, 1, 3, 2, 4).reshape(b, co, gh * tile, gw * tile)
