@@ -2,7 +2,8 @@
 
 Images come back as uint8 ``[H, W, 3]`` arrays, enlarged by whole pixels (nearest) so 32-pixel models are visible.
 Bad input raises ``DemoError`` with a one-line message. Latencies are medians of ``repeats`` timed calls after one
-untimed call (first calls pay for allocation and caches), in milliseconds, on the models' device.
+untimed call (first calls pay for allocation and caches), in milliseconds, on the models' device; the models compared
+on one page are timed interleaved (``timed``).
 """
 from __future__ import annotations
 
@@ -33,8 +34,10 @@ def _grid(images: torch.Tensor, ncols: int | None = None) -> np.ndarray:
     return enlarge(np.ascontiguousarray(image_grid(images, ncols)), images.shape[-1])
 
 
-def timed(fn: Callable[[], Any], repeats: int = 3, device: torch.device | None = None) -> tuple[Any, float]:
-    """``fn()``'s result and its median latency in ms over ``repeats`` calls, after one untimed call."""
+def timed(fns: list[Callable[[], Any]], repeats: int = 3,
+          device: torch.device | None = None) -> tuple[list[Any], list[float]]:
+    """Each ``fn()``'s result and median latency in ms: one untimed call each, then ``repeats`` rounds that call
+    every function once in turn (interleaved, so a busy moment of the machine does not land on one model only)."""
     from leangen.profile import device as profile_device
 
     def sync() -> None:
@@ -42,15 +45,16 @@ def timed(fn: Callable[[], Any], repeats: int = 3, device: torch.device | None =
             profile_device.sync(device)
 
     with torch.inference_mode():
-        out = fn()
-        times = []
+        outs = [fn() for fn in fns]
+        times: list[list[float]] = [[] for _ in fns]
         for _ in range(max(1, repeats)):
-            sync()
-            t0 = time.perf_counter()
-            out = fn()
-            sync()
-            times.append(time.perf_counter() - t0)
-    return out, statistics.median(times) * 1e3
+            for i, fn in enumerate(fns):
+                sync()
+                t0 = time.perf_counter()
+                outs[i] = fn()
+                sync()
+                times[i].append(time.perf_counter() - t0)
+    return outs, [statistics.median(t) * 1e3 for t in times]
 
 
 def _device(model: torch.nn.Module) -> torch.device:
@@ -150,8 +154,7 @@ def translate(models: ModelSet, labels: np.ndarray, names: list[str] | None = No
     labels = np.asarray(labels, dtype=np.int64)
     if labels.ndim != 2:
         raise DemoError(f"a label map is one channel of class ids [H, W]; got an array of shape {labels.shape}")
-    gallery: list[tuple[np.ndarray, str]] = []
-    rows: list[list[Any]] = []
+    runnable: list[tuple[DemoModel, torch.Tensor]] = []
     refused: list[str] = []
     for name in chosen:
         dm = models.get(name)
@@ -162,15 +165,15 @@ def translate(models: ModelSet, labels: np.ndarray, names: list[str] | None = No
         except DemoError as e:
             refused.append(str(e))
             continue
-        x = torch.from_numpy(np.ascontiguousarray(m))[None]
-        out, ms = timed(lambda: dm.model.translate(x, output_type="pt", batch_size=1), repeats, _device(dm.model))
-        gallery.append((_grid(out), f"{name} ({dm.label}) · {ms:.1f} ms"))
-        rows.append([name, dm.label, count_params(dm.model), round(ms, 2)])
+        runnable.append((dm, torch.from_numpy(np.ascontiguousarray(m))[None]))
+    fns = [lambda dm=dm, x=x: dm.model.translate(x, output_type="pt", batch_size=1) for dm, x in runnable]
+    outs, times = timed(fns, repeats, _device(runnable[0][0].model) if runnable else None)
+    gallery = [(_grid(out), f"{dm.name} ({dm.label}) · {ms:.1f} ms") for (dm, _), out, ms in zip(runnable, outs, times)]
+    rows = [[dm.name, dm.label, count_params(dm.model), round(ms, 2)] for (dm, _), ms in zip(runnable, times)]
     if not gallery:
         raise DemoError("; ".join(refused))
-    shown = resize_labels(labels, *gallery[0][0].shape[:2]) if not fit_size else labels
-    gallery.insert(0, (enlarge(colorize(shown), shown.shape[0]), f"label map {labels.shape[1]}x{labels.shape[0]}"))
-    status = f"{len(rows)} translator(s), latency = median of {repeats} timed runs, batch 1"
+    gallery.insert(0, (enlarge(colorize(labels), labels.shape[0]), f"label map {labels.shape[1]}x{labels.shape[0]}"))
+    status = f"{len(rows)} translator(s), latency = median of {repeats} interleaved runs, batch 1"
     if refused:
         status += "; left out: " + "; ".join(refused)
     return gallery, rows, status
@@ -217,7 +220,7 @@ def profile_figure(rows: list[list[Any]]) -> Any:
 
 
 def compress(models: ModelSet, teacher: str, student: str, seeds: str = "0-3",
-             repeats: int = 3) -> tuple[np.ndarray, np.ndarray, list[list[Any]], str]:
+             repeats: int = 5) -> tuple[np.ndarray, np.ndarray, list[list[Any]], str]:
     """Compress tab: teacher and student on the same input (generators: the seeds; translators: the example label
     map at their resolution) -> (teacher image, student image, rows ``[role, model, params, latency ms]``, status)."""
     from leangen.profile import count_params
@@ -230,20 +233,21 @@ def compress(models: ModelSet, teacher: str, student: str, seeds: str = "0-3",
     if t.kind not in ("generator", "translator") or (t.kind == "translator" and not t.takes_label_maps):
         raise DemoError(f"the Compress tab compares generators or label-map translators, not {t.kind}s")
     seed_list = parse_demo_seeds(seeds) if t.kind == "generator" else []
-    outs, rows = [], []
-    for role, dm in (("teacher", t), ("student", s)):
+    fns = []
+    for dm in (t, s):
         if dm.kind == "generator":
-            run = lambda dm=dm: dm.model.generate(seed_list, output_type="pt")  # noqa: E731
+            fns.append(lambda dm=dm: dm.model.generate(seed_list, output_type="pt"))
         else:
-            res = int(dm.model.img_resolution)
-            labels = torch.from_numpy(example_labels(res))[None]
-            check_label_map(dm, labels[0].numpy())
-            run = lambda dm=dm, labels=labels: dm.model.translate(labels, output_type="pt")  # noqa: E731
-        images, ms = timed(run, repeats, _device(dm.model))
-        outs.append(_grid(images))
-        rows.append([role, dm.name, count_params(dm.model), round(ms, 2)])
+            labels = example_labels(int(dm.model.img_resolution))
+            check_label_map(dm, labels)
+            fns.append(lambda dm=dm, x=torch.from_numpy(labels)[None]: dm.model.translate(x, output_type="pt"))
+    outs, times = timed(fns, repeats, _device(t.model))
+    rows = [[role, dm.name, count_params(dm.model), round(ms, 2)]
+            for role, dm, ms in zip(("teacher", "student"), (t, s), times)]
     ratio_p = rows[0][2] / max(rows[1][2], 1)
-    ratio_t = rows[0][3] / max(rows[1][3], 1e-9)
-    status = (f"student: {ratio_p:.2f}x fewer parameters, {ratio_t:.2f}x faster (median of {repeats} runs"
+    ratio_t = times[0] / max(times[1], 1e-9)
+    speed = f"{ratio_t:.2f}x faster" if ratio_t >= 1 else f"{1 / ratio_t:.2f}x slower"
+    status = (f"student: {ratio_p:.2f}x fewer parameters, {speed} (median of {repeats} interleaved runs"
               + (f", {len(seed_list)} seeds" if seed_list else ", the example label map") + ")")
+    outs = [_grid(o) for o in outs]
     return outs[0], outs[1], rows, status

@@ -60,7 +60,7 @@ def read_upload(path: str | os.PathLike) -> tuple[np.ndarray, str]:
 
 def colours_to_labels(rgb: np.ndarray) -> np.ndarray:
     """uint8 ``[H, W, 3]`` -> int64 ``[H, W]``: the nearest class colour per pixel."""
-    x = torch.from_numpy(np.ascontiguousarray(rgb[..., :3])).permute(2, 0, 1)[None]
+    x = torch.from_numpy(np.array(rgb[..., :3], dtype=np.uint8)).permute(2, 0, 1)[None]
     return nearest_class(x, torch.tensor(PALETTE)).numpy()[0]
 
 
