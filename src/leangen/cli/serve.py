@@ -34,7 +34,7 @@ def parse_models(specs: tuple[str, ...]) -> dict[str, str] | None:
             name, source = spec, spec
         name, source = name.strip(), source.strip()
         if not name or not source:
-            raise click.BadParameter(f"{spec!r}: expected NAME=SOURCE (e.g. ASAP-Net=zoo:asapnet-openmoji-seg-32)",
+            raise click.BadParameter(f"{spec!r}: expected NAME=SOURCE (e.g. ASAP-Net=zoo:asapnet-openmojiseg32)",
                                      param_hint="--models")
         if name in out:
             raise click.BadParameter(f"the name {name!r} is given twice", param_hint="--models")

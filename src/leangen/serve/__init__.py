@@ -5,7 +5,7 @@ map through ASAP-Net and its baselines, each with its latency), **Compare** (``l
 **Compress** (a teacher beside its compressed student).
 
     from leangen.serve import build_app, launch
-    launch(build_app({"ASAP-Net": "zoo:asapnet-openmoji-seg-32"}))   # http://127.0.0.1:7860
+    launch(build_app({"ASAP-Net": "zoo:asapnet-openmojiseg32"}))   # http://127.0.0.1:7860
 
 The computations are plain functions in ``leangen.serve.handlers`` (no gradio), the page is ``leangen.serve.app``.
 """
