@@ -118,8 +118,10 @@ def test_models_zoo_lists_the_entries(fake_zoo: Path) -> None:
     cells = [c.strip() for c in row.split("│")]
     assert cells == ["stylegan2-fake32", "stylegan2", "unconditional", "openmoji-32", "417,171", "fid2k 123.4",
                      "1.5 min", "cpu test CPU"], row
+    (make_entry(fake_zoo, "cips-broken32", "cips-tiny32") / "card.json").write_text("{")  # named, left out
     res = CliRunner().invoke(cli, ["models", "--zoo", "--json"])
-    assert [c["name"] for c in json.loads(res.output)] == ["stylegan2-fake32"]
+    assert [c["name"] for c in json.loads(res.stdout)] == ["stylegan2-fake32"]
+    assert "cips-broken32" in res.stderr and "not a readable zoo card" in res.stderr
     empty = fake_zoo.parent / "empty"
     res = CliRunner().invoke(cli, ["models", "--zoo"], env={zoo.ENV_DIR: str(empty)})
     assert res.exit_code == 0 and "no trained models" in res.output

@@ -79,10 +79,18 @@ def zoo_family(card: dict[str, Any]) -> str:
 
 def zoo_rows() -> list[dict[str, Any]]:
     """One dict per zoo entry: its card (name, family, task, data, metrics, training, command...) plus ``main_metric``
-    (``[name, value]`` or None)."""
+    (``[name, value]`` or None). An unreadable card is named on stderr and left out."""
     from leangen import zoo
 
-    return [dict(c, family=zoo_family(c), main_metric=zoo.main_metric(c)) for c in zoo.cards()]
+    rows = []
+    for name in zoo.available():
+        try:
+            card = zoo.card(name)
+        except ValueError as e:
+            click.echo(f"warning: {e}", err=True)
+            continue
+        rows.append(dict(card, name=name, family=zoo_family(card), main_metric=zoo.main_metric(card)))
+    return rows
 
 
 def _zoo_table(rows: list[dict[str, Any]]) -> str:
