@@ -1,10 +1,17 @@
-"""``leangen serve`` without a browser: the tab handlers, upload checks, model pairing and the CLI verb.
+"""``leangen serve`` without a browser: the tab handlers, upload checks, model pairing and the CLI verb (parsing,
+refusals, and one real ``leangen serve`` process whose page answers over HTTP).
 
 Tiny presets with random weights (``leangen.load(preset)`` warns): what is checked is shapes, messages and wiring,
 not image quality. The page itself is tested in a real browser in ``test_serve_browser.py``.
 """
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 import warnings
 
 import numpy as np
@@ -198,3 +205,31 @@ def test_cli_serve_arguments() -> None:
     res = runner.invoke(cli, ["serve", "--device", "cpu", "--models", "x=no-such-model"])
     assert res.exit_code == 1 and "cannot load 'no-such-model'" in res.output and "Traceback" not in res.output
     assert "serve" in runner.invoke(cli, ["--help"]).output
+
+
+def test_cli_serve_serves_the_page(tmp_path) -> None:
+    """``leangen serve`` itself (blocking launch, --models parsing, 127.0.0.1): the page answers, then Ctrl-C-like
+    termination stops it."""
+    pytest.importorskip("gradio", reason="the serve extra (gradio) is not installed")
+    with socket.socket() as s:  # a free port
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "leangen", "serve", "--port", str(port), "--device", "cpu",
+                                 "--models", "ASAP-Net=asapnet-tiny32", "SPADE=spade-tiny32"],
+                                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline, html = time.monotonic() + 90, ""
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+                    html = r.read().decode()
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert "leangen demo" in html, log.read_text()[-2000:]
+        assert f"serving 2 model(s) on http://127.0.0.1:{port}" in log.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

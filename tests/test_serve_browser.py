@@ -51,6 +51,12 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+def _free_port() -> int:
+    with socket.socket() as s:  # the app binds it right after
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     _need(HAVE_PACKAGES, "gradio or playwright (the serve and test extras)")
@@ -61,9 +67,7 @@ def server() -> Iterator[str]:
         warnings.simplefilter("ignore")  # random weights
         models = ModelSet.load(SOURCES, strict=True)
     app = build_app(models)
-    with socket.socket() as s:  # a free port (the app binds it right after)
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     launch(app, "127.0.0.1", port, block=False)
     try:
         yield f"http://127.0.0.1:{port}"
@@ -163,6 +167,24 @@ def test_translate_bad_uploads_show_a_message(page: "Page", artifacts: Path, tmp
     _done(page, artifacts, f"translate-bad-{Path(name).suffix[1:]}")
 
 
+def test_translate_drawing(page: "Page", artifacts: Path) -> None:
+    _open_tab(page, "Translate")
+    sketch = page.locator("#translate-sketch")
+    sketch.get_by_role("button", name="Brush").click()
+    box = sketch.locator("canvas").first.bounding_box()
+    assert box is not None
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x - 40, y - 40)
+    page.mouse.down()
+    for i in range(1, 9):  # a stroke in the default brush colour (orange-yellow)
+        page.mouse.move(x - 40 + 10 * i, y - 40 + 10 * i)
+    page.mouse.up()
+    page.locator("#translate-drawing-button").click()
+    page.locator("#translate-gallery img").nth(3).wait_for()
+    expect(page.locator("#translate-status")).to_contain_text("drawing (background, orange-yellow)")
+    _done(page, artifacts, "translate-drawing")
+
+
 def test_compare_tab(page: "Page", artifacts: Path) -> None:
     _open_tab(page, "Compare")
     page.locator("#compare-button").click()
@@ -180,3 +202,4 @@ def test_compress_tab(page: "Page", artifacts: Path) -> None:
     assert "fewer parameters" in page.locator("#compress-status").inner_text()
     assert "StyleGAN2-student" in page.locator("#compress-table").inner_text()
     _done(page, artifacts, "compress")
+

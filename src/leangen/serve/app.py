@@ -12,6 +12,7 @@ import sys
 import traceback
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from leangen.serve import handlers
@@ -106,7 +107,8 @@ def _translate_tab(gr: Any, ms: ModelSet, trans: list[str]) -> None:
         upload = gr.File(label="label map PNG", file_count="single", type="filepath", elem_id="translate-upload")
         sketch = gr.ImageEditor(label="or draw (class colours)", type="numpy", image_mode="RGBA", format="png",
                                 sources=(), canvas_size=(256, 256), layers=False, transforms=(),
-                                brush=gr.Brush(colors=palette_hex(), color_mode="fixed", default_size=12),
+                                brush=gr.Brush(colors=palette_hex(), default_color=palette_hex()[4], color_mode="fixed",
+                                               default_size=12),
                                 elem_id="translate-sketch")
     chosen = gr.CheckboxGroup(trans, value=trans, label="translators")
     with gr.Row():
@@ -130,8 +132,10 @@ def _translate_tab(gr: Any, ms: ModelSet, trans: list[str]) -> None:
         composite = (drawing or {}).get("composite")
         if composite is None:
             raise DemoError("draw a label map first (or upload one)")
-        items, rows, text = handlers.translate(ms, drawing_to_labels(composite), names, fit_size=True)
-        return items, rows, "drawing resized to each model's resolution. " + text
+        labels = drawing_to_labels(composite)
+        classes = ", ".join(CLASS_NAMES[i] for i in np.unique(labels))
+        items, rows, text = handlers.translate(ms, labels, names, fit_size=True)
+        return items, rows, f"drawing ({classes}), resized to each model's resolution. {text}"
 
     def run_example(names: list[str]) -> tuple[Any, Any, str]:
         items, rows, text = handlers.translate(ms, example_labels(64), names, fit_size=True)
