@@ -63,6 +63,35 @@ def test_default_sources_without_zoo_entries(tmp_path, monkeypatch) -> None:
     assert "ASAP-Net" in sources and note and "random weights" in note
 
 
+def _zoo_entry(base, name: str, preset: str, **card: object) -> None:
+    import json
+
+    from leangen import zoo
+    from leangen.presets import get_preset
+
+    p = get_preset(preset)
+    model = p.build(p.main_component)
+    model.save_pretrained(base / name)
+    sha = zoo.file_sha256(base / name / "model.safetensors")
+    (base / name / "card.json").write_text(json.dumps(dict(name=name, preset=preset, task=p.task, sha256=sha, **card)))
+
+
+def test_default_sources_are_the_zoo(tmp_path, monkeypatch) -> None:
+    """Without --models the demo serves every zoo entry through ``zoo:<name>``, pairs a student with the teacher its
+    card names, and lists a damaged entry instead of failing."""
+    pytest.importorskip("leangen.zoo")
+    _zoo_entry(tmp_path, "seg-big", "asapnet-tiny32")
+    _zoo_entry(tmp_path, "seg-small", "spade-tiny32", teacher="seg-big")
+    _zoo_entry(tmp_path, "broken", "stylegan2-tiny32")
+    (tmp_path / "broken" / "model.safetensors").write_bytes(b"0" * 64)
+    monkeypatch.setenv("LEANGEN_ZOO_DIR", str(tmp_path))
+    ms = ModelSet.load(None)
+    assert list(ms.models) == ["seg-big", "seg-small"] and ms.note is None
+    assert ms.models["seg-small"].source == "zoo:seg-small" and not ms.models["seg-small"].random_weights
+    assert ms.pairs == [("seg-big", "seg-small")]
+    assert len(ms.problems) == 1 and ms.problems[0].startswith("broken: cannot load 'zoo:broken'")
+
+
 def test_generate_grid_and_pixelfolder_stage_strip(ms: ModelSet) -> None:
     grid, strip, status = handlers.generate(ms, "PixelFolder", "0-3", 0.7)
     n_stages = ms.models["PixelFolder"].model.num_stages
