@@ -11,6 +11,7 @@ import torch
 
 from leangen.models.base import LikelihoodModel, register_model
 from leangen.ops.masked import Likelihood, MaskedConvDecoder, to_unit
+from leangen.ops.masked_static import StaticSampler
 
 
 @register_model("ar-decoder")
@@ -42,13 +43,17 @@ class ARDecoder(LikelihoodModel):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0,
-               cached: bool = True) -> torch.Tensor:
-        """uint8 ``[n, C, N, N]``; uniforms from ``generator`` (CPU) in raster/channel order."""
+               cached: bool = True, static: bool = False) -> torch.Tensor:
+        """uint8 ``[n, C, N, N]``; uniforms from ``generator`` (CPU) in raster/channel order. ``static``: the cached
+        path as one fixed-shape step per pixel, a CUDA graph on CUDA (``leangen.ops.masked_static``); same draws."""
         r, c = self.img_resolution, self.img_channels
         u = torch.rand(n, r, r, c, generator=generator, dtype=torch.float64)
         was_training = self.training
         self.eval()
-        out = self.decoder.sample(n, r, r, u, None, temperature, cached)
+        if static:
+            out = StaticSampler(self.decoder, n, r, r, temperature).sample(u)
+        else:
+            out = self.decoder.sample(n, r, r, u, None, temperature, cached)
         self.train(was_training)
         return out.to(torch.uint8)
 

@@ -32,6 +32,7 @@ from torch import nn
 
 from leangen.models.base import LikelihoodModel, register_model
 from leangen.ops.masked import Likelihood, MaskedConvDecoder, to_unit
+from leangen.ops.masked_static import StaticSampler
 from leangen.ops.subscale import join_bits, merge_slices, split_bits, subscale_slices
 
 SliceSet = Literal["all", "first", "rest"]
@@ -137,10 +138,12 @@ class SubscalePixelNetwork(LikelihoodModel):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0,
-               prefix: torch.Tensor | None = None, cached: bool = True) -> torch.Tensor:
+               prefix: torch.Tensor | None = None, cached: bool = True, static: bool = False) -> torch.Tensor:
         """uint8 ``[n, C, N, N]``. ``prefix``: what the stage is conditioned on — for ``rest`` an image whose slice 0
         is used, for a depth stage the ``high_bits``-bit image. A ``first`` stage returns slice 0 repeated S x S
-        (nearest upsampling, so its slice 0 is exact). Uniforms come from ``generator`` (CPU), in slice order."""
+        (nearest upsampling, so its slice 0 is exact). Uniforms come from ``generator`` (CPU), in slice order.
+        ``static``: the cached path as one fixed-shape step per pixel (``leangen.ops.masked_static``), captured once
+        as a CUDA graph on CUDA and reused for every slice; the same draws as ``cached``."""
         dev = self.decoder.out.weight.device
         s, r, c = self.subscale, self.img_resolution // self.subscale, self.img_channels
         slices = torch.zeros(n, s * s, c, r, r, dtype=torch.long, device=dev)
@@ -155,10 +158,14 @@ class SubscalePixelNetwork(LikelihoodModel):
                 slices[:, 0] = pre[:, 0]
         was_training = self.training
         self.eval()
+        sampler = StaticSampler(self.decoder, n, r, r, temperature, with_cond=True) if static else None
         for t in self.targets:
             u = torch.rand(n, r, r, c, generator=generator, dtype=torch.float64)
             emb = self.condition(slices, high, torch.full((n,), t, device=dev, dtype=torch.long))
-            slices[:, t] = self.decoder.sample(n, r, r, u, emb, temperature, cached)
+            if sampler is not None:
+                slices[:, t] = sampler.sample(u, emb)
+            else:
+                slices[:, t] = self.decoder.sample(n, r, r, u, emb, temperature, cached)
         self.train(was_training)
         if self.slices == "first":
             slices[:, 1:] = slices[:, :1]
