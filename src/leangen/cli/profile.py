@@ -124,7 +124,7 @@ def _parse_runtimes(ctx: click.Context, param: click.Parameter, value: str) -> l
               metavar="torch|onnxruntime|torch-compile[,...]|all",
               help="Anything besides torch: CPU latency and FPS through PyTorch eager and these runtimes, side by "
                    "side, interleaved, at each of --threads (a failing torch.compile is reported unavailable).")
-@execution_options(na_backend=True)
+@execution_options(na_backend=True, compile=True)
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Images per forward.")
 @click.option("--dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
               help="Weights and inputs are cast to this type.")
@@ -157,6 +157,11 @@ def command(models: tuple[str, ...], networks: tuple[str, ...], as_json: bool, m
       leangen profile runs/00000-stylegan2-tiny32-openmoji-32 --network runs/00001-pixelfolder-tiny32-openmoji-32
       leangen profile resnet9-256 compressed/student --runtime onnxruntime --threads 1,2
       leangen profile stylegan2-256 --runtime onnxruntime,torch-compile --threads 2 --markdown
+      leangen profile pixelfolder-256 stylegan2-256 --device cuda --batch 32 --compile cudagraphs
+
+    With --compile, each model's image-producing pass (a generator's synthesis, a translator's forward) is compiled
+    as `leangen generate` and `translate` compile it, and timed compiled; MACs are counted on the uncompiled
+    architecture. Likelihood models are timed eagerly (their sampling loops are not compiled).
     """
     from leangen.profile import profile_models
 
@@ -172,9 +177,14 @@ def command(models: tuple[str, ...], networks: tuple[str, ...], as_json: bool, m
         if not (quiet or as_json):
             click.echo(msg, err=True)
 
+    if policy.compile != "off":
+        if runtimes != ["torch"] or (threads and len(threads) > 1):
+            fail("--compile times the torch rows compiled; for the CPU runtime comparison use --runtime torch-compile")
+        specs = _compiled_models(specs, policy, batch, dtype, log)  # type: ignore[assignment]
     if runtimes != ["torch"] or (threads and len(threads) > 1):
         _profile_runtimes(specs, runtimes, device, dtype, threads, batch, warmup, repeats, as_json, markdown, log)
         return
+    names = [str(s) for s in list(models) + list(networks)]
     try:
         rows = profile_models(specs, device=device, batch=batch, dtype=dtype, warmup=warmup,  # type: ignore[arg-type]
                               repeats=repeats, threads=threads[0] if threads else None, log=log,
@@ -186,10 +196,45 @@ def command(models: tuple[str, ...], networks: tuple[str, ...], as_json: bool, m
     except RuntimeError as e:  # e.g. a dtype the device has no kernels for
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         fail(f"profiling failed on {device} with {dtype}: {first}")
+    for row, name in zip(rows, names):
+        row["name"] = name  # a compiled model's row is named after its preset or path, not its class
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     else:
         click.echo(format_rows(rows, markdown))
+
+
+def _compiled_models(specs: list[str], policy: ExecutionPolicy, batch: int, dtype: str, log: Callable[[str], None]
+                     ) -> list[torch.nn.Module]:
+    """Presets and paths built or loaded on the policy's device in ``dtype``, their image-producing pass compiled
+    (``ExecutionPolicy.prepare``; compiling falls back to eager and says why) and run once at ``batch``."""
+    from leangen.cli.common import COMPILED_METHODS, load_model
+    from leangen.models.pretrained import model_kind
+    from leangen.presets import get_preset
+    from leangen.profile.inputs import call_model, example_inputs
+    from leangen.profile.runner import DTYPES
+
+    models = []
+    for spec in specs:
+        if Path(spec).exists():
+            models.append(load_model(spec, policy, verb="profile"))
+            continue
+        try:
+            preset = get_preset(spec)
+        except KeyError as e:
+            fail(str(e.args[0]) if e.args else str(e))
+        with torch.device(policy.device):
+            model = preset.build(preset.main_component).eval()
+        models.append(policy.prepare(model, COMPILED_METHODS.get(model_kind(model), ()), log=log))
+    for spec, model in zip(specs, models):
+        # Compile now, outside the profiler: on the CPU its memory count runs the model under a dispatch mode, and
+        # a first call there would leave dynamo nothing to compile.
+        log(f"compiling {spec} ({policy.compile})")
+        model.to(DTYPES[dtype])
+        args, kwargs = example_inputs(model, batch, policy.device, DTYPES[dtype])
+        with torch.inference_mode():
+            call_model(model, args, kwargs)
+    return models
 
 
 def _profile_runtimes(specs: list[str], runtimes: list[str], device: torch.device, dtype: str,
