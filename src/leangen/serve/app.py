@@ -61,7 +61,7 @@ def build_app(models: dict[str, str] | ModelSet | None = None, device: torch.dev
     notes = ([f"**Note:** {ms.note}"] if ms.note else []) + [f"**Not loaded:** {p}" for p in ms.problems]
     with gr.Blocks(title=TITLE, analytics_enabled=False) as app:
         gr.Markdown(f"# {TITLE}\nEfficient image generation: {len(ms.models)} model(s) loaded on "
-                    f"`{handlers._device(next(iter(ms.models.values())).model) if ms.models else device}`."
+                    f"`{handlers.model_device(next(iter(ms.models.values())).model) if ms.models else device}`."
                     + ("\n\n" + "\n\n".join(notes) if notes else ""))
         with gr.Tab("Generate", id="generate"):
             _generate_tab(gr, ms, gens)

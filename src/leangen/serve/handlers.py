@@ -57,7 +57,8 @@ def timed(fns: list[Callable[[], Any]], repeats: int = 3,
     return outs, [statistics.median(t) * 1e3 for t in times]
 
 
-def _device(model: torch.nn.Module) -> torch.device:
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where ``model``'s parameters are (the CPU for a model without any)."""
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
 
@@ -99,7 +100,7 @@ def stage_rows(model: torch.nn.Module, seeds: list[int], truncation: float) -> n
         return None
     seeds = seeds[:MAX_STAGE_SEEDS]
     with torch.inference_mode():
-        ws = model.map(latents_for_seeds(seeds, model.z_dim).to(_device(model)), truncation_psi=float(truncation))
+        ws = model.map(latents_for_seeds(seeds, model.z_dim).to(model_device(model)), truncation_psi=float(truncation))
         final, stages = synthesis(ws, noise_mode="const", return_stages=True)
     size = final.shape[-1]
     ups = [torch.nn.functional.interpolate(s.float().cpu(), size=(size, size), mode="nearest") for s in stages]
@@ -167,7 +168,7 @@ def translate(models: ModelSet, labels: np.ndarray, names: list[str] | None = No
             continue
         runnable.append((dm, torch.from_numpy(np.ascontiguousarray(m))[None]))
     fns = [lambda dm=dm, x=x: dm.model.translate(x, output_type="pt", batch_size=1) for dm, x in runnable]
-    outs, times = timed(fns, repeats, _device(runnable[0][0].model) if runnable else None)
+    outs, times = timed(fns, repeats, model_device(runnable[0][0].model) if runnable else None)
     gallery = [(_grid(out), f"{dm.name} ({dm.label}) · {ms:.1f} ms") for (dm, _), out, ms in zip(runnable, outs, times)]
     rows = [[dm.name, dm.label, count_params(dm.model), round(ms, 2)] for (dm, _), ms in zip(runnable, times)]
     if not gallery:
@@ -191,7 +192,7 @@ def profile(models: ModelSet, names: list[str] | None = None, repeats: int = 3) 
     if not chosen:
         raise DemoError("choose at least one model to profile")
     mods = [models.get(n).model for n in chosen]
-    dev = _device(mods[0])
+    dev = model_device(mods[0])
     results = profile_models(mods, device=dev, batch=1, warmup=1, repeats=max(1, repeats))
     rows = []
     for name, r in zip(chosen, results):
@@ -241,7 +242,7 @@ def compress(models: ModelSet, teacher: str, student: str, seeds: str = "0-3",
             labels = example_labels(int(dm.model.img_resolution))
             check_label_map(dm, labels)
             fns.append(lambda dm=dm, x=torch.from_numpy(labels)[None]: dm.model.translate(x, output_type="pt"))
-    outs, times = timed(fns, repeats, _device(t.model))
+    outs, times = timed(fns, repeats, model_device(t.model))
     rows = [[role, dm.name, count_params(dm.model), round(ms, 2)]
             for role, dm, ms in zip(("teacher", "student"), (t, s), times)]
     ratio_p = rows[0][2] / max(rows[1][2], 1)
