@@ -14,10 +14,14 @@ import torch
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def add_policy_args(ap: Any) -> None:
-    """``--deterministic`` and ``--tf32/--no-tf32`` of the execution policy (``--device`` is each script's own)."""
+def add_policy_args(ap: Any, compile: bool = False) -> None:
+    """``--deterministic`` and ``--tf32/--no-tf32`` of the execution policy (``--device`` is each script's own);
+    with ``compile=True`` also ``--compile {off,compile,cudagraphs}`` (see :func:`compiled_for_timing`)."""
     ap.add_argument("--deterministic", action="store_true", help="TF32 off, deterministic kernels (GPU)")
     ap.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=None, help="TF32 on CUDA (default: on)")
+    if compile:
+        ap.add_argument("--compile", default="off", choices=["off", "compile", "cudagraphs"],
+                        help="time the models compiled (cudagraphs: CUDA graphs too), as `leangen profile --compile`")
 
 
 def activate_policy(args: Any) -> torch.device:
@@ -25,8 +29,23 @@ def activate_policy(args: Any) -> torch.device:
     from leangen.execution import ExecutionPolicy
 
     policy = ExecutionPolicy.create(args.device, tf32=getattr(args, "tf32", None),
-                                    deterministic=bool(getattr(args, "deterministic", False)))
+                                    deterministic=bool(getattr(args, "deterministic", False)),
+                                    compile=getattr(args, "compile", "off"))
     return policy.activate().device
+
+
+def compiled_for_timing(models: list[Any], batch: int, dtype: str, names: Sequence[str] | None = None) -> list[Any]:
+    """Under ``--compile compile|cudagraphs``: the models compiled and warmed up at ``batch``/``dtype`` before they are
+    timed (``leangen.cli.profile.compile_for_timing``); unchanged when the policy does not compile."""
+    from leangen.execution import current_policy
+
+    policy = current_policy()
+    if policy.compile == "off":
+        return models
+    from leangen.cli.profile import compile_for_timing
+
+    return compile_for_timing(models, policy, batch, dtype, names,
+                              log=lambda m: print("    " + m, file=sys.stderr, flush=True))
 
 
 def environment(device: torch.device) -> dict[str, Any]:
@@ -43,6 +62,23 @@ def environment(device: torch.device) -> dict[str, Any]:
                 cpu_allocator=cpu_allocator_state(),
                 threads=torch.get_num_threads(), cuda=torch.version.cuda,
                 date=_dt.datetime.now().isoformat(timespec="seconds"), python=sys.version.split()[0], argv=sys.argv[1:])
+
+
+def build_on(preset_name: str, device: torch.device | str) -> torch.nn.Module:
+    """A preset's main component with random weights, built directly on ``device``, in eval mode."""
+    from leangen.registry import get_preset
+
+    preset = get_preset(preset_name)
+    with torch.device(device):
+        return preset.build(preset.main_component).eval()
+
+
+def run_line(env: dict[str, Any], script: str, threads: int | None = None) -> str:
+    """The Markdown line naming where, when and with which command a result was measured."""
+    where = f"Device: **{env['device_name']}** (`{env['device']}`), PyTorch {env['torch_version']}"
+    if threads is not None:
+        where += f", {threads} thread(s)"
+    return f"{where}, {env['date']}. Command: `{' '.join(['python', 'benchmarks/' + script, *env['argv']])}`."
 
 
 def device_tag(device: torch.device) -> str:

@@ -28,7 +28,9 @@ DOC = HERE.parent / "docs" / "benchmarks.md"
 
 # result-file stem (without the ``-<device>`` tag) -> "module:function" rendering its payload; first match wins.
 RENDERERS: list[tuple[str, str]] = [
-    (r"pixel_synthesis(-.+)?|profile_stylegan2|stylenat", "pixel_synthesis:markdown"),
+    (r"pixel_synthesis([-_].+)?|profile_stylegan2|stylenat", "pixel_synthesis:markdown"),
+    (r"modconv_paths(_.+)?", "modconv_paths:markdown"),
+    (r"fastpath_equality(_.+)?", "fastpath_equality:markdown"),
     (r"(stylenat_)?quality_equal_time", "quality_equal_time:markdown"),
     (r"compression(_.+)?", "compression:render"),
     (r"neighborhood_attention", "neighborhood_attention:markdown"),
@@ -40,8 +42,9 @@ RENDERERS: list[tuple[str, str]] = [
 ]
 # page order: the headline comparisons first; files not listed follow alphabetically
 ORDER = ["quality", "pixel_synthesis", "pixel_synthesis-20261126", "pixel_synthesis-default_alloc",
-         "profile_stylegan2", "quality_equal_time", "stylenat", "stylenat_quality_equal_time", "neighborhood_attention",
-         "spn", "translation", "translation_quality", "compression", "compression_ratio60", "training_speed"]
+         "profile_stylegan2", "modconv_paths", "quality_equal_time", "stylenat", "stylenat_quality_equal_time",
+         "neighborhood_attention", "spn", "translation", "translation_quality", "compression", "compression_ratio60",
+         "training_speed", "fastpath_equality"]
 # cross-process figures: a table column whose header matches is dropped, and so is a prose line that matches
 CROSS_COLUMN = re.compile(r"anchor|official", re.I)
 CROSS_PROSE = re.compile(r"anchor|^Official figures", re.I)

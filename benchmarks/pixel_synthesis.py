@@ -37,7 +37,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (activate_policy, add_policy_args, device_tag,  # noqa: E402
+from _common import (activate_policy, add_policy_args, build_on, compiled_for_timing, device_tag,  # noqa: E402
                      environment, fmt, md_table, write_results)
 
 ANCHORS_FILE = Path(__file__).resolve().parent / "anchors.json"
@@ -156,7 +156,8 @@ def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def run_markdown(run: dict[str, Any]) -> str:
     rows = run["rows"]
-    lines = [f"### {run['resolution']}×{run['resolution']}, batch {run['batch']}, {run['dtype']}, "
+    compiled = f", compile {run['compile']}" if run.get("compile", "off") != "off" else ""
+    lines = [f"### {run['resolution']}×{run['resolution']}, batch {run['batch']}, {run['dtype']}{compiled}, "
              f"{run['threads']} thread(s) on {run['device_name']}",
              f"median of {run['repeats']} interleaved rounds after {run['warmup']} warm-up; latency per batch; "
              f"peak memory: {', '.join(sorted({r['mem_method'] for r in rows if r.get('mem_method')}))}; "
@@ -226,7 +227,7 @@ def main(argv: list[str] | None = None, default_name: str = "pixel_synthesis",
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    add_policy_args(ap)
+    add_policy_args(ap, compile=True)
     ap.add_argument("--runs", nargs="+", metavar="RES:BATCH[:WARMUP:REPEATS]",
                     help=f"runs to do (default CPU: {' '.join(CPU_RUNS)}; GPU: {' '.join(GPU_RUNS)})")
     ap.add_argument("--dtypes", nargs="+", choices=["fp32", "bf16", "fp16"],
@@ -277,12 +278,20 @@ def main(argv: list[str] | None = None, default_name: str = "pixel_synthesis",
             print(f"[{time.time() - t_start:6.0f}s] {res}px batch {batch} {dtype}: {', '.join(names)}", file=sys.stderr,
                   flush=True)
             gemm_before = machine_check(dev)
-            rows = profile_models(names, device=dev, batch=batch, dtype=dtype,  # type: ignore[arg-type]
+            models: list[Any] = names
+            if args.compile != "off":  # built here, compiled and warmed up before the timing
+                models = compiled_for_timing([build_on(n, dev) for n in names], batch, dtype, names)
+            rows = profile_models(models, device=dev, batch=batch, dtype=dtype,  # type: ignore[arg-type]
                                   warmup=spec["warmup"], repeats=spec["repeats"],
                                   threads=args.threads if not gpu else None,
                                   log=lambda m: print("    " + m, file=sys.stderr, flush=True))
+            for r, n in zip(rows, names):
+                r["name"] = n  # rows of built (compiled) models are named after their class
+            del models
             gemm_after = machine_check(dev)
             setting = dict(device=dev.type, resolution=res, batch=batch, threads=args.threads, dtype=dtype)
+            if args.compile != "off":
+                setting["compile"] = args.compile  # never the anchors' (eager) setting
             anchor_applies = setting == ANCHOR["setting"]
             for r in rows:
                 if r["name"] not in out_res_cache:
@@ -292,7 +301,8 @@ def main(argv: list[str] | None = None, default_name: str = "pixel_synthesis",
                 print(f"    {r['name']:<18} {r['gmacs']:8.2f} GMACs  "
                       + (f"{r['latency_ms']:10.1f} ms  {r['throughput']:8.3f} im/s" if r["latency_ms"] else
                          f"skipped: {r['skipped']}"), file=sys.stderr, flush=True)
-            run = dict(resolution=res, batch=batch, dtype=dtype, warmup=spec["warmup"], repeats=spec["repeats"],
+            run = dict(resolution=res, batch=batch, dtype=dtype, compile=args.compile, warmup=spec["warmup"],
+                       repeats=spec["repeats"],
                        threads=rows[0]["threads"], device_name=rows[0]["device_name"], anchor_applies=anchor_applies,
                        gemm_ms_before=gemm_before, gemm_ms_after=gemm_after, rows=rows, ratios=ratios(rows))
             payload["runs"].append(run)

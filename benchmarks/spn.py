@@ -137,19 +137,29 @@ def _randomize_output(m: torch.nn.Module) -> None:
             p.normal_(0, 0.3)
 
 
-def _both_paths(run: Any) -> dict[str, Any]:
+def _paths(run: Any, device: torch.device) -> dict[str, Any]:
+    """Time ``run(path)`` for the cached, naive and static (fixed-shape step, a CUDA graph on CUDA) samplers; the
+    static path runs twice and its second run is timed (the first captures the graph)."""
     out: dict[str, Any] = {}
-    for cached in (True, False):
+    for path in ("cached", "naive", "static", "static"):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         t0 = time.perf_counter()
-        out[cached] = run(cached)
-        out[f"s{cached}"] = time.perf_counter() - t0
-    return dict(cached_s=round(out["sTrue"], 3), naive_s=round(out["sFalse"], 3),
-                speedup=round(out["sFalse"] / out["sTrue"], 1), identical=bool(torch.equal(out[True], out[False])))
+        out[path] = run(path)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        out[f"s_{path}"] = time.perf_counter() - t0
+    return dict(cached_s=round(out["s_cached"], 3), naive_s=round(out["s_naive"], 3),
+                static_s=round(out["s_static"], 3), speedup=round(out["s_naive"] / out["s_cached"], 1),
+                static_speedup=round(out["s_naive"] / out["s_static"], 1),
+                identical=bool(torch.equal(out["cached"], out["naive"])),
+                static_identical=bool(torch.equal(out["static"], out["cached"])))
 
 
 def part_sampling(args: argparse.Namespace, dev: torch.device) -> dict[str, Any]:
     """Cached vs naive: whole images of the tiny presets, and one slice / one image at the benchmark width."""
     from leangen.registry import build as build_preset
+    from leangen.ops.masked_static import StaticSampler
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # sub-pixel steps are tiny ops: intra-op threads only add synchronisation
@@ -159,7 +169,8 @@ def part_sampling(args: argparse.Namespace, dev: torch.device) -> dict[str, Any]
         torch.manual_seed(0)
         m = build_preset(name, "model").to(dev).eval()
         _randomize_output(m)
-        row = _both_paths(lambda c: m.sample(1, torch.Generator().manual_seed(0), cached=c))
+        row = _paths(lambda path: m.sample(1, torch.Generator().manual_seed(0), cached=path != "naive",
+                                           static=path == "static"), dev)
         rows.append(dict(model=name, resolution=m.img_resolution, S=getattr(m, "subscale", 1), unit="image", **row))
         print(f"  {rows[-1]}", file=sys.stderr, flush=True)
     for spec in args.sample_configs:  # kind:res:S at the memory benchmark's width and depth
@@ -170,7 +181,9 @@ def part_sampling(args: argparse.Namespace, dev: torch.device) -> dict[str, Any]
         n = int(res) // int(s)
         u = torch.rand(1, n, n, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
         cond = torch.randn(1, args.hidden, n, n, device=dev) if kind == "spn" else None
-        row = _both_paths(lambda c: m.decoder.sample(1, n, n, u, cond, 1.0, c))
+        static = StaticSampler(m.decoder, 1, n, n, 1.0, with_cond=cond is not None)
+        row = _paths(lambda path: static.sample(u, cond) if path == "static" else
+                     m.decoder.sample(1, n, n, u, cond, 1.0, path == "cached"), dev)
         unit = f"one {n}x{n} slice" if kind == "spn" else "image"
         rows.append(dict(model=f"{kind} (width {args.hidden}, {args.blocks} blocks)", resolution=int(res), S=int(s),
                          unit=unit, **row))
@@ -246,12 +259,15 @@ def markdown(p: dict[str, Any]) -> str:
                               fmt(r["step_ms"], ".0f"), fmt(r["gemm_ms"], ".0f")] for r in m["rows"]]))
     if "sampling" in p:
         s = p["sampling"]
-        out.append(f"\n### Sampling one image: cached vs naive\n\n1 thread; same uniforms on both paths; "
-                   f"GEMM check {s['gemm_ms']:.0f} ms.")
-        out.append(md_table(["model", "resolution", "S", "unit", "cached (s)", "naive (s)", "speed-up", "identical"],
+        out.append(f"\n### Sampling one image: cached vs naive (and static)\n\n1 thread; same uniforms on every "
+                   f"path; static: the fixed-shape step of `leangen.ops.masked_static` (a CUDA graph on CUDA; its "
+                   f"second run is timed); GEMM check {s['gemm_ms']:.0f} ms.")
+        out.append(md_table(["model", "resolution", "S", "unit", "cached (s)", "naive (s)", "speed-up", "identical",
+                             "static (s)", "static speed-up", "static identical"],
                             [[r["model"], r["resolution"], r["S"], r["unit"], fmt(r["cached_s"], ".2f"),
-                              fmt(r["naive_s"], ".2f"),
-                              fmt(r["speedup"], ".1f", "×"), r["identical"]] for r in s["rows"]]))
+                              fmt(r["naive_s"], ".2f"), fmt(r["speedup"], ".1f", "×"), r["identical"],
+                              fmt(r.get("static_s"), ".2f"), fmt(r.get("static_speedup"), ".1f", "×"),
+                              r.get("static_identical", "")] for r in s["rows"]]))
     if "quality" in p:
         q = p["quality"]
         out.append(f"\n### Bits/dim on the held-out split of `{q['data']}`\n\nTiny presets (SPN vs baseline within 4 % "

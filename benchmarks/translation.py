@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (activate_policy, add_policy_args, device_tag,  # noqa: E402
+from _common import (activate_policy, add_policy_args, compiled_for_timing, device_tag,  # noqa: E402
                      environment, fmt, md_table, write_results)
 from pixel_synthesis import machine_check  # noqa: E402
 
@@ -100,7 +100,7 @@ def markdown(payload: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cpu")
-    add_policy_args(ap)
+    add_policy_args(ap, compile=True)
     ap.add_argument("--sizes", nargs="+", default=SIZES, metavar="HxW")
     ap.add_argument("--dtypes", nargs="+", default=None, choices=["fp32", "bf16"])
     ap.add_argument("--threads", type=int, default=2)
@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 meta = build(family, h, w, "meta")
                 a, k = example_inputs(meta, 1, "meta")
                 gmacs = count_macs(meta, a, k) / 1e9
-                row = dict(model=family, height=h, width=w, dtype=dtype, params=meta.num_params(), gmacs=gmacs,
+                row = dict(model=family, height=h, width=w, dtype=dtype, compile=args.compile,
+                           params=meta.num_params(), gmacs=gmacs,
                            latency_ms=None, peak_mem_mb=None, device=dev.type, gemm_ms=gemm, skipped=None)
                 if gmacs > args.max_gmacs:
                     row["skipped"] = f"not timed: {gmacs:.0f} GMACs > --max-gmacs {args.max_gmacs:g} on this device"
@@ -150,7 +151,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 rows[family] = row
             print(f"[{time.time() - t_start:5.0f}s] {size} {dtype}: timing {', '.join(run)}", file=sys.stderr,
                   flush=True)
-            measured = profile_models([build(f, h, w, dev) for f in run], device=dev, dtype=dtype, batch=1,
+            models = compiled_for_timing([build(f, h, w, dev) for f in run], 1, dtype, run)
+            measured = profile_models(models, device=dev, dtype=dtype, batch=1,
                                       warmup=args.warmup, repeats=args.repeats, threads=args.threads)
             for family, m in zip(run, measured):
                 rows[family].update(latency_ms=m["latency_ms"], peak_mem_mb=m["peak_mem_mb"],

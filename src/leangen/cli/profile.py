@@ -206,30 +206,44 @@ def command(models: tuple[str, ...], networks: tuple[str, ...], as_json: bool, m
 
 def _compiled_models(specs: list[str], policy: ExecutionPolicy, batch: int, dtype: str, log: Callable[[str], None]
                      ) -> list[torch.nn.Module]:
-    """Presets and paths built or loaded on the policy's device in ``dtype``, their image-producing pass compiled
-    (``ExecutionPolicy.prepare``; compiling falls back to eager and says why) and run once at ``batch``."""
-    from leangen.cli.common import COMPILED_METHODS, load_model
-    from leangen.models.pretrained import model_kind
+    """Presets and paths built or loaded on the policy's device, then :func:`compile_for_timing`."""
+    from leangen.cli.common import load_model
     from leangen.presets import get_preset
-    from leangen.profile.inputs import call_model, example_inputs
-    from leangen.profile.runner import DTYPES
 
     models = []
     for spec in specs:
         if Path(spec).exists():
-            models.append(load_model(spec, policy, verb="profile"))
+            models.append(load_model(spec, policy.device, verb="profile"))  # compiled below, once
             continue
         try:
             preset = get_preset(spec)
         except KeyError as e:
             fail(str(e.args[0]) if e.args else str(e))
         with torch.device(policy.device):
-            model = preset.build(preset.main_component).eval()
-        models.append(policy.prepare(model, COMPILED_METHODS.get(model_kind(model), ()), log=log))
-    for spec, model in zip(specs, models):
-        # Compile now, outside the profiler: on the CPU its memory count runs the model under a dispatch mode, and
-        # a first call there would leave dynamo nothing to compile.
-        log(f"compiling {spec} ({policy.compile})")
+            models.append(preset.build(preset.main_component).eval())
+    return compile_for_timing(models, policy, batch, dtype, specs, log)
+
+
+def compile_for_timing(models: list[torch.nn.Module], policy: ExecutionPolicy, batch: int, dtype: str,
+                       names: Sequence[str] | None = None, log: Callable[[str], None] | None = None
+                       ) -> list[torch.nn.Module]:
+    """``models`` cast to ``dtype`` (``fp32``/``bf16``/``fp16``), their image-producing pass compiled as the policy
+    says (``ExecutionPolicy.prepare``: eager fallback with the reason) and run once at ``batch``, so that compiling is
+    done before ``leangen.profile`` measures them. Returns ``models``.
+
+    Compiled here rather than on the profiler's first call: on the CPU its memory count runs the model under a
+    dispatch mode, and a first call there would leave dynamo nothing to compile.
+    """
+    from leangen.cli.common import COMPILED_METHODS
+    from leangen.models.pretrained import model_kind
+    from leangen.profile.inputs import call_model, example_inputs
+    from leangen.profile.runner import DTYPES
+
+    say = log or (lambda _m: None)
+    for i, model in enumerate(models):
+        name = names[i] if names is not None else type(model).__name__
+        policy.prepare(model, COMPILED_METHODS.get(model_kind(model), ()), log=say)
+        say(f"compiling {name} ({policy.compile})")
         model.to(DTYPES[dtype])
         args, kwargs = example_inputs(model, batch, policy.device, DTYPES[dtype])
         with torch.inference_mode():

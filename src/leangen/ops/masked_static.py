@@ -14,9 +14,12 @@ under the same uniforms the draws are the same (tested on the CPU, where the ste
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 
+from leangen.execution.compile import first_line
 from leangen.ops.masked import MaskedConvDecoder, draw, to_unit
 
 
@@ -109,19 +112,30 @@ class StaticSampler:
                 buf.copy_(term)
 
     def _capture(self) -> torch.cuda.CUDAGraph:
-        """Warm the step up on a side stream (CUDA graphs need it), restore the state, capture one step."""
+        """Warm the step up on a side stream (CUDA graphs need it), restore the state, capture one step.
+
+        Deterministic-algorithm mode is lifted while capturing: its index_put-based ``index_copy_`` may read sizes
+        back to the host, which a capture forbids, and every write here hits one distinct index, so the default
+        kernels are deterministic already.
+        """
         saved = [b.clone() for b in (self.xbuf, *self.hbufs, self.out, self.t)]
-        stream = torch.cuda.Stream(self.t.device)
-        stream.wait_stream(torch.cuda.current_stream(self.t.device))
-        with torch.cuda.stream(stream):
-            self.step()
-        torch.cuda.current_stream(self.t.device).wait_stream(stream)
-        for b, s in zip((self.xbuf, *self.hbufs, self.out, self.t), saved):
-            b.copy_(s)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self.step()  # recorded, not run: the state stays as restored
-        return graph
+        det = torch.are_deterministic_algorithms_enabled()
+        warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+        torch.use_deterministic_algorithms(False)
+        try:
+            stream = torch.cuda.Stream(self.t.device)
+            stream.wait_stream(torch.cuda.current_stream(self.t.device))
+            with torch.cuda.stream(stream):
+                self.step()
+            torch.cuda.current_stream(self.t.device).wait_stream(stream)
+            for b, s in zip((self.xbuf, *self.hbufs, self.out, self.t), saved):
+                b.copy_(s)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self.step()  # recorded, not run: the state stays as restored
+            return graph
+        finally:
+            torch.use_deterministic_algorithms(det, warn_only=warn_only)
 
     @torch.no_grad()
     def sample(self, uniforms: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
@@ -130,9 +144,15 @@ class StaticSampler:
             raise ValueError(f"uniforms must be [{self.n}, {self.h}, {self.w}, {self.dec.channels}], got "
                              f"{tuple(uniforms.shape)}")
         self._reset(uniforms.to(self.uniforms.device, torch.float64), cond)
-        if self.graph_enabled:
-            if self._graph is None:
+        if self.graph_enabled and self._graph is None:
+            try:
                 self._graph = self._capture()
+            except Exception as e:  # a driver or PyTorch build that cannot capture: the same step, run eagerly
+                warnings.warn(f"CUDA graph capture of the sampling step failed, running it eagerly "
+                              f"({first_line(e)})", RuntimeWarning, stacklevel=2)
+                self.graph_enabled = False
+                self._reset(uniforms.to(self.uniforms.device, torch.float64), cond)
+        if self._graph is not None:
             for _ in range(self.h * self.w):
                 self._graph.replay()
         else:

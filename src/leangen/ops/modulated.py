@@ -11,9 +11,10 @@ model with :func:`set_modconv_impl`):
   oneDNN run grouped convs with one group per sample far below their dense speed).
 - ``"grouped"``: build per-sample weights and run one grouped conv over the batch (the formulation of the StyleGAN2
   paper). At batch 1 this is one ordinary conv with a modulated weight and no extra passes over the activations.
-- ``"auto"`` (default): ``grouped`` at batch 1 without autograd, ``scaled`` otherwise. Measured on a 2-core CPU (StyleGAN2-256 layers,
-  ``benchmarks/modconv_paths.py``): at batch 4 scaled is 1.3-2.9x faster on most layers; at batch 1 the two are within
-  noise of each other, and grouped saves two activation-sized launches, which is what batch-1 GPU latency is made of.
+- ``"auto"`` (default): ``grouped`` at batch 1 without autograd, ``scaled`` otherwise. On a 2-core CPU, single
+  StyleGAN2-256 layers at batch 4 ran 1.3-2.9x faster scaled than grouped (all but the 128-channel 256² layer); at
+  batch 1 the two were within noise of each other (whole generators: ``benchmarks/modconv_paths.py``). Grouped saves
+  two activation-sized passes at batch 1; with autograd, scaled also gives the more accurate gradients (below).
 
 Both are autocast-friendly: the demodulation factor (a ``[B, in] x [in, out]`` product) is computed in fp32 outside
 autocast, the convolution itself runs in the autocast dtype.
@@ -83,7 +84,7 @@ class ModulatedConv2d(nn.Module):
 
     def _forward_grouped(self, x: torch.Tensor, styles: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         b, c, h, w_ = x.shape
-        dt = torch.promote_types(weight.dtype, torch.float32)  # fp32 (fp64 stays fp64) even under autocast / bf16 weights
+        dt = torch.promote_types(weight.dtype, torch.float32)  # fp32 (fp64 stays) under autocast or bf16 weights
         wb = weight.to(dt)[None] * styles.to(dt)[:, None, :, None, None]  # [B, out, in, k, k]
         if self.demodulate:
             # the same [B, in] x [in, out] product as the scaled path (one pass less over the weight, and the same
