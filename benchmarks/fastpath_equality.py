@@ -1,7 +1,8 @@
 """The fast paths of issue 20 against their reference paths on one device: values (max |difference|) and time.
 
 - modulated convolution: whole StyleGAN2 / PixelFolder generators with ``grouped``, ``scaled`` and ``auto`` paths
-  (``leangen.ops.modulated.set_modconv_impl``), fp32 (TF32 off) and bf16 autocast, batch 1 and 4;
+  (``leangen.ops.modulated.set_modconv_impl``), fp32 and bf16 autocast, batch 1, 4 and 32 (the times say which path
+  ``auto`` should pick on that device: StyleGAN2-ADA's inference uses the grouped form at every batch size in fp32);
 - ASAP-Net: the label-lookup MLP (``mlp_lookup=True``) vs the concatenated one-hot input;
 - SPN / AR sampling: the fixed-shape step (``static``; a CUDA graph on CUDA) vs cached vs naive, identical draws.
 
@@ -46,14 +47,14 @@ def timed(fn: Callable[[], Any], dev: torch.device, repeats: int) -> tuple[Any, 
     return out, sorted(times)[len(times) // 2] * 1e3
 
 
-def check_modconv(presets: list[str], dev: torch.device, repeats: int) -> list[dict[str, Any]]:
+def check_modconv(presets: list[str], dev: torch.device, repeats: int, batches: list[int]) -> list[dict[str, Any]]:
     from leangen.ops.modulated import set_modconv_impl
 
     rows = []
     for name in presets:
         torch.manual_seed(0)
         G = build_on(name, dev)
-        for batch in (1, 4):
+        for batch in batches:
             ws = G.map(torch.randn(batch, G.z_dim, device=dev)).detach()
             for precision in ("fp32", "bf16"):
                 outs, ms = {}, {}
@@ -150,6 +151,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--parts", nargs="+", default=["modconv", "asapnet", "sampling"],
                     choices=["modconv", "asapnet", "sampling"])
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--batches", type=int, nargs="+", default=None,
+                    help="modulated-conv batch sizes (default 1 4 32; 1 4 with --tiny)")
     ap.add_argument("--name", default="fastpath_equality")
     args = ap.parse_args(argv)
     dev = activate_policy(args)
@@ -159,7 +162,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     samplers = ["spn-tiny-32", "ar-tiny-32"]
     payload: dict[str, Any] = dict(title="Fast paths vs reference paths", environment=environment(dev))
     if "modconv" in args.parts:
-        payload["modconv"] = check_modconv(gen, dev, args.repeats)
+        batches = args.batches or ([1, 4] if args.tiny else [1, 4, 32])
+        payload["modconv"] = check_modconv(gen, dev, args.repeats, batches)
         write_results(args.name, device_tag(dev), payload, markdown(payload))
     if "asapnet" in args.parts:
         payload["asapnet"] = check_asapnet(asap, dev, args.repeats)

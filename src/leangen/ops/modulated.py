@@ -7,14 +7,15 @@ matrix product per sample on pixel-major activations instead of a conv.
 model with :func:`set_modconv_impl`):
 
 - ``"scaled"``: scale the *input* channels by the style, run one ordinary (shared-weight) conv, then scale the output
-  channels by the demodulation factor. One weight for the whole batch: the fast path for batches > 1 (cuDNN and
-  oneDNN run grouped convs with one group per sample far below their dense speed).
+  channels by the demodulation factor. One weight for the whole batch, any batch size, channels-last, bf16,
+  ``torch.compile`` and ONNX (the form StyleGAN2-ADA trains with, since GPU grouped convs are slow to differentiate).
 - ``"grouped"``: build per-sample weights and run one grouped conv over the batch (the formulation of the StyleGAN2
   paper). At batch 1 this is one ordinary conv with a modulated weight and no extra passes over the activations.
-- ``"auto"`` (default): ``grouped`` at batch 1 without autograd, ``scaled`` otherwise. On a 2-core CPU, single
-  StyleGAN2-256 layers at batch 4 ran 1.3-2.9x faster scaled than grouped (all but the 128-channel 256² layer); at
-  batch 1 the two were within noise of each other (whole generators: ``benchmarks/modconv_paths.py``). Grouped saves
-  two activation-sized passes at batch 1; with autograd, scaled also gives the more accurate gradients (below).
+- ``"auto"`` (default): ``grouped`` at batch 1 without autograd, ``scaled`` otherwise. On a 2-core CPU the two are
+  within noise of each other on whole StyleGAN2-256 and PixelFolder-256 generators at batch 1 and 4
+  (``benchmarks/results/modconv_paths-cpu.md``); whether grouped convs with one group per sample keep up at batch 32
+  on a GPU is not measured yet (``benchmarks/fastpath_equality.py --device cuda`` times both). With autograd the
+  scaled path also gives the more accurate gradients (see ``forward``).
 
 Both are autocast-friendly: the demodulation factor (a ``[B, in] x [in, out]`` product) is computed in fp32 outside
 autocast, the convolution itself runs in the autocast dtype.
