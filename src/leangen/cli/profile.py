@@ -221,6 +221,11 @@ def _compiled_models(specs: list[str], policy: ExecutionPolicy, batch: int, dtyp
             fail(str(e.args[0]) if e.args else str(e))
         with torch.device(policy.device):
             models.append(preset.build(preset.main_component).eval())
+    if policy.na_backend is not None:  # before compiling: the backend is part of what is traced
+        from leangen.ops.neighborhood import set_backends
+
+        for model in models:
+            set_backends(model, policy.na_backend)  # type: ignore[arg-type]
     return compile_for_timing(models, policy, batch, dtype, specs, log)
 
 
