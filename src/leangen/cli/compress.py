@@ -44,6 +44,14 @@ def _hparams(values: tuple[str, ...]) -> dict[str, object]:
 @click.option("--min-channels", type=click.IntRange(min=1), default=1, show_default=True,
               help="Channels every width keeps at least.")
 @click.option("--distill-steps", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--distill-eval-every", type=click.IntRange(min=1), default=None, metavar="STEPS",
+              help="Evaluate the student on the validation split every STEPS distillation steps and keep the best "
+                   "(then --distill-steps is the most it may take).")
+@click.option("--quality-target", type=click.FloatRange(min=1), default=None, metavar="RATIO",
+              help="With --distill-eval-every: stop once the student's metric is within RATIO of the teacher's "
+                   "(1.1: at most 10%% worse), measured the same way.")
+@click.option("--patience", type=click.IntRange(min=1), default=None, metavar="N",
+              help="With --distill-eval-every: stop after N evaluations without a new best.")
 @click.option("--batch", type=click.IntRange(min=1), default=None, help="Batch of both training steps.")
 @click.option("--metrics", "--metric", "metric", default="psnr", show_default=True,
               help="Paired metric on the validation split (psnr, l1, fid_pairs<N>); --metric is the old spelling.")
@@ -61,7 +69,7 @@ def _hparams(values: tuple[str, ...]) -> dict[str, object]:
 def command(network: str, data: str, outdir: str, preset: str | None, condense_steps: int, sparsity: float,
             sparsity_ramp: int, threshold: float, macs_budget: float | None, target_fps: float | None,
             target_ms: float | None, runtime: str, min_channels: int, distill_steps: int,
-            batch: int | None, metric: str, threads: list[int], repeats: int, use_compile: bool, onnx: bool,
+            distill_eval_every: int | None, quality_target: float | None, patience: int | None, batch: int | None, metric: str, threads: list[int], repeats: int, use_compile: bool, onnx: bool,
             condense_hparam: tuple[str, ...], distill_hparam: tuple[str, ...], overwrite: bool, device: Any) -> None:
     """Compress a trained translator (ResNet, U-Net or ASAP-Net generator): (1) condense: train with a group-lasso
     penalty on the per-channel norm scales, (2) prune the zeroed (or least important) channels structurally, (3)
@@ -88,7 +96,8 @@ def command(network: str, data: str, outdir: str, preset: str | None, condense_s
         teacher=network, data=data, outdir=outdir, preset=preset, condense_steps=condense_steps, sparsity=sparsity,
         sparsity_ramp=sparsity_ramp, threshold=threshold, macs_budget=macs_budget, target_fps=target_fps,
         target_ms=target_ms, runtime=runtime, min_channels=min_channels,
-        distill_steps=distill_steps, batch=batch, metric=metric,
+        distill_steps=distill_steps, distill_eval_every=distill_eval_every, quality_target=quality_target,
+        patience=patience, batch=batch, metric=metric,
         threads=threads, repeats=repeats, compile=use_compile, onnx=onnx, device=str(device), overwrite=overwrite,
         hparams={"condense": _hparams(condense_hparam), "distill": _hparams(distill_hparam)})
     try:

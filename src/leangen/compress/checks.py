@@ -25,7 +25,7 @@ IDENTITY_NAME = "compress.json"
 # Options that do not change what the pipeline computes (where it trains, whether to redo it).
 _NOT_IDENTITY = ("device", "overwrite")
 # Options added later, left out while unset so folders started before them still resume.
-_LATER = {"target_fps": None, "target_ms": None}
+_LATER = {"target_fps": None, "target_ms": None, "distill_eval_every": None, "quality_target": None, "patience": None}
 
 
 def teacher_preset(opts: "CompressOptions") -> str:
@@ -65,6 +65,9 @@ def check_options(opts: "CompressOptions") -> tuple[Any, str]:
     if not teacher.prunable:
         raise ValueError(f"{what} without prunable channels; leangen compress works on ResNet, U-Net and ASAP-Net "
                          f"translators")
+    if opts.distill_eval_every is None and (opts.quality_target is not None or opts.patience is not None):
+        raise ValueError("--quality-target and --patience stop distillation on the validation metric: they need "
+                         "--distill-eval-every STEPS (how often to evaluate)")
     base = teacher_preset(opts)
     for stage in ("condense", "distill"):
         try:

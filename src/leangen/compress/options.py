@@ -25,7 +25,10 @@ class CompressOptions:
     target_ms: float | None = None         # ... or this measured latency per image
     runtime: str = "onnxruntime"           # where a latency target is measured: onnxruntime or torch (eager)
     min_channels: int = 1
-    distill_steps: int = 200
+    distill_steps: int = 200               # with distill_eval_every: the most steps distillation may take
+    distill_eval_every: int | None = None  # evaluate the student every this many steps; keep the best (compress.stopping)
+    quality_target: float | None = None    # ... stop once within this ratio of the teacher's metric (1.10: 10% worse)
+    patience: int | None = None            # ... or after this many evaluations without a new best
     batch: int | None = None
     metric: str = "psnr"                   # a paired metric of the registry (psnr, l1, fid_pairs<N>)
     threads: list[int] = field(default_factory=lambda: [1, 2])

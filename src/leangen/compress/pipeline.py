@@ -6,6 +6,8 @@ Layout of ``outdir``::
     condense/model/          the condensed generator (the frozen teacher of step 3), channels.png (histogram)
     prune/model/             the pruned generator: same type, smaller ``channels`` in its config.json
     distill/runs/...         training run (objective ``distill``: pruned student, condensed teacher)
+    distill/evals.json       with --distill-eval-every: the teacher's metric and the student's after each round
+    distill/best/            ... and the best student so far (``leangen.compress.stopping``)
     student/                 the final compressed generator (``leangen.load`` it)
     <step>/report.json       params, GMACs, eager latency, the metric on the validation split
     report.json, report.md   teacher vs student: sizes, eager / torch.compile / ONNX Runtime latency per thread
@@ -19,6 +21,7 @@ unless ``overwrite`` is set, which starts afresh.
 """
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any, Callable
@@ -139,13 +142,16 @@ def run_pipeline(opts: CompressOptions, log: Callable[[str], None] = print) -> d
     # 3. Distill: the pruned student from the frozen condensed teacher.
     if not (out / "distill" / "report.json").is_file():
         log(f"distill: {opts.distill_steps} steps of {base}-distill")
-        run = _train(out / "distill", f"{base}-distill", opts, opts.distill_steps,
-                     {"teacher": str((out / "condense" / "model").resolve()),
-                      "init": str((out / "prune" / "model").resolve()), **opts.hparams.get("distill", {})},
-                     {"G": dict(pruned.config), **d_over})
-        student = leangen.load(run)
+        train_step = functools.partial(_train, out / "distill", f"{base}-distill", opts, hparams={
+            "teacher": str((out / "condense" / "model").resolve()), "init": str((out / "prune" / "model").resolve()),
+            **opts.hparams.get("distill", {})}, overrides={"G": dict(pruned.config), **d_over})
+        if opts.distill_eval_every:
+            run, student, stopping = _distill_with_validation(train_step, teacher, opts, log)
+        else:
+            run, stopping = train_step(steps=opts.distill_steps), {}
+            student = leangen.load(run)
         student.save_pretrained(out / "student")
-        _write(out / "distill" / "report.json", model_report(student, opts, run=str(run)))
+        _write(out / "distill" / "report.json", model_report(student, opts, run=str(run), **stopping))
     student = leangen.load(out / "student")
 
     # 4. Deploy: teacher vs student, interleaved, eager, torch.compile and ONNX Runtime.
@@ -171,6 +177,44 @@ def run_pipeline(opts: CompressOptions, log: Callable[[str], None] = print) -> d
         _write(out / "report.json", doc)
         (out / "report.md").write_text(render_report(doc) + "\n")
     return json.loads((out / "report.json").read_text())
+
+
+def _distill_with_validation(train_step: Callable[..., Path], teacher: nn.Module, opts: CompressOptions,
+                             log: Callable[[str], None]) -> tuple[Path, nn.Module, dict[str, Any]]:
+    """Distill in rounds of ``opts.distill_eval_every`` steps, evaluating the student after each on the validation
+    split; returns the run, the best student and what the report records. Resumable: the evaluations are kept in
+    ``distill/evals.json`` and the best student in ``distill/best``."""
+    import leangen
+    from leangen.compress.stopping import StopRule
+    from leangen.metrics import metric_info
+    from leangen.utils.files import write_json_atomic
+
+    stage = Path(opts.outdir) / "distill"
+    record = stage / "evals.json"
+    doc = json.loads(record.read_text()) if record.is_file() else {}
+    if "teacher" not in doc:  # the teacher as the report measures it: same metric, split and protocol
+        doc = {"teacher": evaluate(teacher, opts), "evals": []}
+        write_json_atomic(record, doc)
+    rule = StopRule(opts.quality_target, opts.patience, metric_info(opts.metric).higher_is_better)
+    evals: list[dict[str, Any]] = doc["evals"]
+    reason = rule.reason_to_stop([e["value"] for e in evals], doc["teacher"])
+    step = evals[-1]["step"] if evals else 0
+    while reason is None and step < opts.distill_steps:
+        step = min(step + opts.distill_eval_every, opts.distill_steps)
+        run = train_step(steps=step)
+        student = leangen.load(run)
+        value = evaluate(student, opts)
+        values = [e["value"] for e in evals] + [value]
+        if rule.best(values) == len(values) - 1:
+            student.save_pretrained(stage / "best")  # before the record that says so: a crash between is harmless
+        evals.append({"step": step, "value": value, "gap": rule.gap(value, doc["teacher"]), "run": str(run)})
+        write_json_atomic(record, doc)
+        log(f"distill: step {step}: {opts.metric} {value:.4g} (teacher {doc['teacher']:.4g})")
+        reason = rule.reason_to_stop(values, doc["teacher"])
+    best = evals[rule.best([e["value"] for e in evals])]
+    return Path(best["run"]), leangen.load(stage / "best"), {
+        "teacher_value": doc["teacher"], "evals": evals, "best_step": best["step"],
+        "stopped": reason or f"--distill-steps {opts.distill_steps} reached"}
 
 
 def _latency_threshold(condensed: nn.Module, opts: CompressOptions,
