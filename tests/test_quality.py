@@ -55,7 +55,7 @@ def test_claims_held_not_held_and_not_measured(cards: list[dict[str, Any]], tmp_
     claims = {c["claim"]: c for c in q.build(cards, tmp_path)["claims"]}
     held = claims["PixelFolder ≤ StyleGAN2 (FID)"]
     assert held["status"] == "held" and held["metric"] == "fid1k" and held["worse"] == pytest.approx(-0.10)
-    assert "10.0% better" in held["margin"]
+    assert "10.0% better; kid1k 0.08 vs 0.09: 11.1% better" in held["margin"]  # KID beside FID
     not_held = claims["StyleGAN2 < CIPS (FID)"]  # CIPS came out better here: the paper's ordering is not held
     assert not_held["status"] == "not held" and not_held["worse"] == pytest.approx(0.25)
     assert "25.0% worse" in not_held["margin"]
@@ -79,7 +79,7 @@ def test_markdown_tables_claims_and_links(cards: list[dict[str, Any]], tmp_path:
     assert "| asapnet-x-student (student of asapnet-x) | 1,000 |  | 30.0 | cpu | 10 |" in md
     assert f"[png]({tmp_path.resolve() / 'pixelfolder-x' / 'samples.png'})" in md  # outside the repo: absolute
     assert "| pix2pixhd-x | 1,000 | 20 | 30.0 | cpu | 100 | 12.5 |  |" in md  # no sample grid: no link
-    assert "| StyleGAN2 < CIPS (FID) | **not held** | stylegan2-x fid1k 100 vs cips-x 80: 25.0% worse |" in md
+    assert "| StyleGAN2 < CIPS (FID) | **not held** | stylegan2-x fid1k 100 vs cips-x 80: 25.0% worse; kid1k 0.09 vs 0.07: 28.6% worse |" in md
     assert "PixelFolder (He et al., ECCV 2022" in md and "small CPU runs at 32×32" in md
 
 
