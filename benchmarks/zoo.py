@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -161,6 +160,7 @@ def write_entry(entry: Entry, source: Path, cmd: list[str], seconds: float, devi
     import leangen
     from leangen.metrics.registry import calc_metrics
     from leangen.presets import get_preset
+    from leangen.profile import device_name
     from leangen.tasks import open_eval_data
 
     model = leangen.load(source, device=device)
@@ -190,7 +190,7 @@ def write_entry(entry: Entry, source: Path, cmd: list[str], seconds: float, devi
         "training": {"kimg": entry.kimg * scale if not entry.teacher else None,
                      "steps": last_stats(run).get("step"),
                      "seconds": round(training_seconds(run, seconds), 1), "device": device,
-                     "device_name": _device_name(device), "threads": torch.get_num_threads(),
+                     "device_name": device_name(torch.device(device)), "threads": torch.get_num_threads(),
                      "torch": torch.__version__, "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
                      "batch": opts.get("batch"), "seed": 0},
         "command": f"python benchmarks/zoo.py --only {entry.name}",
@@ -205,20 +205,6 @@ def write_entry(entry: Entry, source: Path, cmd: list[str], seconds: float, devi
         shutil.rmtree(dest)
     tmp.rename(dest)
     return card
-
-
-def _device_name(device: str) -> str:
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(torch.device(device))
-    import platform
-
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -49,7 +49,7 @@ def _hparams(values: tuple[str, ...]) -> dict[str, object]:
                    "(then --distill-steps is the most it may take).")
 @click.option("--quality-target", type=click.FloatRange(min=1), default=None, metavar="RATIO",
               help="With --distill-eval-every: stop once the student's metric is within RATIO of the teacher's "
-                   "(1.1: at most 10%% worse), measured the same way.")
+                   "(1.1: at most 10% worse), measured the same way.")
 @click.option("--patience", type=click.IntRange(min=1), default=None, metavar="N",
               help="With --distill-eval-every: stop after N evaluations without a new best.")
 @click.option("--batch", type=click.IntRange(min=1), default=None, help="Batch of both training steps.")
