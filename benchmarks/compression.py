@@ -56,9 +56,11 @@ def out_res_gmacs(model: torch.nn.Module) -> float:
 
 
 def run_part(preset: str, data: str, work: Path, steps: tuple[int, int, int], ratio: float, metric: str,
-             args: argparse.Namespace, say: Any, target_fps: float | None = None) -> tuple[dict[str, Any], Path]:
+             args: argparse.Namespace, say: Any, target_fps: float | None = None, widths: list[int] | None = None,
+             stopping: dict[str, Any] | None = None) -> tuple[dict[str, Any], Path]:
     """Train (or resume) the teacher, then ``run_pipeline`` to ``target_fps`` (measured on ``args.runtime`` at 2
-    threads) or else to the teacher's GMACs / ``ratio``; returns its report and the teacher's run."""
+    threads), to the given ``widths`` or else to the teacher's GMACs / ``ratio``; ``stopping``: the distillation's
+    ``distill_eval_every``/``quality_target``/``patience``. Returns its report and the teacher's run."""
     import leangen
     from leangen.compress.deploy import size_report
     from leangen.compress.pipeline import CompressOptions, run_pipeline
@@ -75,12 +77,20 @@ def run_part(preset: str, data: str, work: Path, steps: tuple[int, int, int], ra
     opts = CompressOptions(teacher=str(teacher_run), data=data, outdir=str(work / "compress"),
                            condense_steps=condense_steps, distill_steps=distill_steps,
                            sparsity=args.sparsity, sparsity_ramp=max(condense_steps // 2, 1),
-                           macs_budget=None if target_fps else teacher_gmacs / ratio, target_fps=target_fps,
+                           macs_budget=None if target_fps or widths else teacher_gmacs / ratio,
+                           target_fps=target_fps, widths=widths, width_search=args.width_search, **(stopping or {}),
                            runtime=args.runtime, min_channels=args.min_channels,
                            threads=[1, 2], repeats=args.repeats, batch=1, compile=args.compile, metric=metric,
                            hparams={"distill": {"gan_weight": args.distill_gan_weight,
                                                 "feature_weight": args.distill_feature_weight}})
     return run_pipeline(opts, log=say), teacher_run
+
+
+def _rounds(prune_step: dict[str, Any]) -> list[dict[str, Any]]:
+    """The width search's rounds, without their tables (kept in the run folder's prune report)."""
+    return [dict(widths=r["widths"], base_ms=r["latency_ms"], chosen=r["chosen"], predicted_ms=r["predicted_ms"],
+                 measured_ms=r["measured_ms"], table_entries=sum(len(t) for t in r["table"]))
+            for r in prune_step.get("latency_rounds", [])]
 
 
 def row(r: dict[str, Any], model: torch.nn.Module, quality: str) -> dict[str, Any]:
@@ -113,7 +123,19 @@ def main() -> None:
     p.add_argument("--target-fps", type=float, default=None,
                    help="latency budget instead: the speed part's student must run this many images/s on --runtime "
                         "at 2 threads (measured); the quality part prunes to the MACs ratio that student reached")
-    p.add_argument("--runtime", choices=["onnxruntime", "torch"], default="onnxruntime")
+    p.add_argument("--runtime", choices=["onnxruntime", "torch", "cuda"], default="onnxruntime")
+    p.add_argument("--width-search", choices=["table", "threshold"], default="table",
+                   help="with --target-fps: per-group latency table + greedy (default) or one global threshold")
+    p.add_argument("--speed-metric", default="psnr",
+                   help="the speed part's metric on its validation split (fid_pairs for the 256² FID row)")
+    p.add_argument("--quality-widths", choices=["search", "same", "ratio"], default="search",
+                   help="with --target-fps, the quality part's widths: its own latency search, timed at the speed "
+                        "part's resolution (search), the speed student's widths (same) or its MACs ratio")
+    p.add_argument("--quality-eval-every", type=int, default=None,
+                   help="evaluate the quality student every this many distillation steps, keep the best")
+    p.add_argument("--quality-target", type=float, default=None, help="... and stop once within this ratio")
+    p.add_argument("--quality-patience", type=int, default=None, help="... or after this many evaluations "
+                   "without a new best")
     p.add_argument("--results-dir", type=Path, default=RESULTS, help="where the JSON and Markdown go")
     p.add_argument("--min-channels", type=int, default=8)
     p.add_argument("--distill-gan-weight", type=float, default=1.0)
@@ -139,12 +161,24 @@ def main() -> None:
                   distill_gan_weight=args.distill_gan_weight, distill_feature_weight=args.distill_feature_weight)
     if "speed" in args.parts:
         gemm_before = machine_check(torch.device("cpu"))
+        metric = args.speed_metric
         doc, teacher_run = run_part(args.preset, args.data, work / "speed",
-                                    (args.teacher_steps, args.condense_steps, args.distill_steps), args.ratio, "psnr",
+                                    (args.teacher_steps, args.condense_steps, args.distill_steps), args.ratio, metric,
                                     args, say, args.target_fps)
         gemm_after = machine_check(torch.device("cpu"))
         teacher, student = leangen.load(teacher_run), leangen.load(work / "speed" / "compress" / "student")
-        t, s = row(doc["teacher"], teacher, "psnr"), row(doc["student"], student, "psnr")
+        quality = "fid" if metric.startswith("fid") else metric
+        t, s = row(doc["teacher"], teacher, quality), row(doc["student"], student, quality)
+        if torch.cuda.is_available():  # the GPU row: PyTorch eager on the device, interleaved, batch 1
+            from leangen.compress.latency import measure_cuda
+
+            cuda = measure_cuda({"teacher": teacher, "student": student}, args.repeats)
+            t["latency_ms_cuda"], s["latency_ms_cuda"] = cuda["teacher"], cuda["student"]
+            payload["cuda_device"] = torch.cuda.get_device_name()
+        prune_step = doc["steps"]["prune"]
+        payload.update(
+            speed_metric=f"{metric} on the validation split of {args.data}", resolution=teacher.config["resolution"],
+            width_search=_rounds(prune_step), latency_probes=len(prune_step.get("latency_search", [])) or None)
         payload.update(
             preset=args.preset, data=args.data, teacher=t, student=s, mac_ratio=t["gmacs"] / s["gmacs"],
             param_ratio=t["params"] / s["params"], latency_ratio_eager=t["latency_ms_eager"] / s["latency_ms_eager"],
@@ -160,8 +194,19 @@ def main() -> None:
     if "quality" in args.parts:
         t1 = time.time()
         ratio = payload["mac_ratio"] if args.target_fps and "mac_ratio" in payload else args.ratio
+        # ResNet-9's widths do not depend on the resolution: the 256² student's widths at 64² are the same network
+        stopping: dict[str, Any] = dict(distill_eval_every=args.quality_eval_every,
+                                        quality_target=args.quality_target, patience=args.quality_patience)
+        widths = payload["student_channels"] if (args.target_fps and args.quality_widths == "same" and
+                                                 "student_channels" in payload) else None
+        # search: the 64² teacher's own condensed scores, its candidates timed at the speed part's size (ResNet-9 is
+        # fully convolutional: the same weights run at 256²), the achieved FPS measured there after distillation
+        search = bool(args.target_fps and args.quality_widths == "search")
+        if search:
+            stopping.update(target_resolution=payload.get("resolution", 256))
         doc, teacher_run = run_part(args.quality_preset, args.quality_data, work / "quality", tuple(args.quality_steps),
-                                    ratio, args.quality_metric, args, say)
+                                    ratio, args.quality_metric, args, say, target_fps=args.target_fps if search else None,
+                                    widths=widths, stopping=stopping)
         metric = args.quality_metric
         steps = doc["steps"]
         payload["quality"] = dict(
@@ -172,10 +217,16 @@ def main() -> None:
             fid_ratio=doc["student"]["value"] / doc["teacher"]["value"],
             mac_ratio=doc["teacher"]["gmacs"] / doc["student"]["gmacs"],
             student_channels=steps["prune"]["channels_after"],
-            training=dict(common, ratio=ratio, teacher_steps=args.quality_steps[0], condense_steps=args.quality_steps[1],
+            pruned_to=("a latency search timed at the speed part's size" if search else
+                       "the speed student's widths" if widths else f"teacher GMACs / {ratio:.3g}"),
+            latency_target=doc.get("latency_target"),
+            width_search=_rounds(steps["prune"]),
+            distill_evals=[dict(step=e["step"], fid=e["value"]) for e in steps["distill"].get("evals", [])],
+            distill_best_step=steps["distill"].get("best_step"), distill_stopped=steps["distill"].get("stopped"),
+            training=dict(common, ratio=ratio, **stopping, teacher_steps=args.quality_steps[0], condense_steps=args.quality_steps[1],
                           distill_steps=args.quality_steps[2]),
             wall_s=time.time() - t1)
-    if "teacher" in payload:  # the 256² rows carry the FID of the same pipeline at the quality resolution
+    if "teacher" in payload and "fid" not in payload["teacher"]:  # the 256² rows carry no FID of their own
         q = payload.get("quality") or {}
         payload["teacher"]["fid"] = payload["student"]["fid"] = None
         payload["fid_note"] = (f"fid: see quality (the same pipeline on {q.get('preset')} at {q.get('data')}); the "
@@ -191,13 +242,31 @@ def main() -> None:
 
 
 def _target_line(t: dict[str, Any] | None) -> list[str]:
-    """The latency-budget line of the speed section (nothing with a MACs budget)."""
+    """The latency-budget line (nothing with a MACs budget)."""
     if not t:
         return []
     got = f"{t['student_fps']:.1f} FPS ({t['student_ms']:.1f} ms)" if t.get("student_ms") else "not measured"
-    return [f"Latency budget: {t['target_fps']:.1f} FPS on {t['runtime']} at {t['threads']} threads; the student, "
-            f"exported and timed after distillation: **{got}**, {'met' if t['met'] else 'NOT met'} (teacher "
-            f"{fmt(t.get('teacher_fps'), '.1f')} FPS).", ""]
+    size = f" at {t['resolution']}x{t['resolution']}" if t.get("resolution") else ""
+    where = f"{t['runtime']} at {t['threads']} threads{size}" if t.get("threads") else f"{t['runtime']}{size}"
+    inter = t.get("student_ms_interleaved")
+    return [f"Latency budget: {t['target_fps']:.1f} FPS on {where}; the student, exported and timed alone after "
+            f"distillation: **{got}**, {'met' if t['met'] else 'NOT met'} (teacher {fmt(t.get('teacher_fps'), '.1f')} "
+            f"FPS, timed the same way)" + (f"; interleaved with the teacher in the table above: {inter:.1f} ms"
+                                           if inter else "") + ".", ""]
+
+
+def _search_lines(payload: dict[str, Any]) -> list[str]:
+    """How the widths were found: the table rounds (predicted vs measured) or the threshold probes."""
+    rounds = payload.get("width_search") or []
+    if rounds:
+        steps = "; ".join(f"round {i + 1}: {r['table_entries']} table entries around {r['base_ms']:.1f} ms, chose "
+                          f"{r['chosen']} predicted {r['predicted_ms']:.1f} ms, measured {r['measured_ms']:.1f} ms"
+                          for i, r in enumerate(rounds))
+        return [f"Width search (per-group latency table on the target runtime, greedy by importance per ms): {steps}.",
+                ""]
+    if payload.get("latency_probes"):
+        return [f"Width search: one global score threshold, {payload['latency_probes']} candidates timed.", ""]
+    return []
 
 
 def render(payload: dict[str, Any]) -> str:
@@ -211,6 +280,11 @@ def render(payload: dict[str, Any]) -> str:
                  fmt(r.get("latency_ms_compile_1thread"), ".1f") or "n/a", fmt(r.get("latency_ms_compile"), ".1f") or "n/a",
                  fmt(r["latency_ms_ort_1thread"], ".1f"), fmt(r["latency_ms_ort"], ".1f"),
                  fmt(r["fps_ort_2threads"], ".1f")] for name, r in (("teacher (ResNet-9)", t), ("student", s))]
+        extra = [(k, h) for k, h in (("latency_ms_cuda", f"CUDA eager (ms) [{payload.get('cuda_device')}]"),
+                                     ("fid", "FID"), ("psnr", "PSNR")) if t.get(k) is not None]
+        headers += [h for _, h in extra]
+        for r, model in zip(rows, (t, s)):
+            r += [fmt(model[k], ".2f") for k, _ in extra]
         tr = payload["training"]
         md += [f"## Speed: {payload['preset']} ({payload['data']})", "",
                f"Batch 1, interleaved medians of {tr.get('repeats', 5)}; machine check (10 GEMMs of 1024², lower = "
@@ -219,7 +293,7 @@ def render(payload: dict[str, Any]) -> str:
                f"MACs ratio **{payload['mac_ratio']:.1f}x**, params ratio {payload['param_ratio']:.1f}x, eager latency "
                f"ratio (2 threads) **{payload['latency_ratio_eager']:.1f}x**, ONNX Runtime latency ratio "
                f"{payload['latency_ratio_ort']:.1f}x, torch.compile: {s.get('compile_status', 'not measured')}.", "",
-               *_target_line(payload.get("latency_target")),
+               *_target_line(payload.get("latency_target")), *_search_lines(payload),
                f"Student widths {payload['student_channels']} (teacher {payload['teacher_channels']}). Training: "
                f"teacher {tr['teacher_steps']} steps, condense {tr['condense_steps']}, distill {tr['distill_steps']} "
                f"(sizes and latencies depend on the widths only).", ""]
@@ -234,10 +308,18 @@ def render(payload: dict[str, Any]) -> str:
                          ["after prune (before distill)", "", "", fmt(q["after_prune"], ".2f")],
                          ["student", fmt(q["student"]["params"] / 1e6, ".3f"), fmt(q["student"]["gmacs"], ".3f"),
                           fmt(q["student"]["fid"], ".2f")]]), "",
-               f"Student FID / teacher FID = **{q['fid_ratio']:.3f}**, MACs ratio {q['mac_ratio']:.1f}x. Training: "
+               f"Student FID / teacher FID = **{q['fid_ratio']:.3f}**, MACs ratio {q['mac_ratio']:.1f}x, pruned to "
+               f"{q.get('pruned_to', 'a MACs budget')} {q['student_channels']}. "
+               + (f"Distillation evaluated every {tr['distill_eval_every']} steps ("
+                  + ", ".join(f"{e['step']}: {e['fid']:.2f}" for e in q["distill_evals"])
+                  + f"); the student shipped is step {q['distill_best_step']}'s; stopped: {q['distill_stopped']}. "
+                  if q.get("distill_evals") else "")
+               + f"Training: "
                f"teacher {tr['teacher_steps']} steps, condense {tr['condense_steps']}, distill {tr['distill_steps']}, "
                f"batch 1; distillation L1 + features (weight {tr['distill_feature_weight']}) + adversarial (weight "
-               f"{tr['distill_gan_weight']}). Wall time {q['wall_s'] / 60:.1f} min."]
+               f"{tr['distill_gan_weight']}). Wall time of the benchmark's last invocation {q['wall_s'] / 60:.1f} min (a "
+               f"resumed run counts only that one; the training logs in the run folder have the rest).", "",
+               *_target_line(q.get("latency_target")), *_search_lines(q)]
     return "\n".join(md)
 
 

@@ -70,8 +70,9 @@ def test_latency_is_measured_on_the_named_runtime(monkeypatch: pytest.MonkeyPatc
     assert calls == [(["onnxruntime"], [1]), (["torch"], [2])]
 
 
+@pytest.mark.parametrize("search", ["table", "threshold"])
 def test_compress_meets_a_latency_target_measured_after_export(teacher: Path, tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+                                                               monkeypatch: pytest.MonkeyPatch, search: str) -> None:
     import leangen
     import leangen.profile.runtimes as runtimes
 
@@ -83,26 +84,39 @@ def test_compress_meets_a_latency_target_measured_after_export(teacher: Path, tm
                         real(m, rts, *a, **kw))
     out = tmp_path / "out"
     result = CliRunner().invoke(cli, ["compress", "--network", str(teacher), "--outdir", str(out), *FAST,
-                                      "--no-onnx", "--target-ms", f"{budget:.6f}", "--runtime", "onnxruntime"],
-                                catch_exceptions=False)
+                                      "--no-onnx", "--target-ms", f"{budget:.6f}", "--runtime", "onnxruntime",
+                                      "--width-search", search], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     doc = json.loads((out / "report.json").read_text())
-    search = doc["steps"]["prune"]["latency_search"]
-    assert search and all(r["latency_ms"] > 0 for r in search)
-    assert doc["steps"]["prune"]["runtime"] == "onnxruntime"
-    # the check and every probe of the search time on ONNX Runtime alone (the step reports time eager PyTorch);
-    # deploy times the exported student despite --no-onnx
-    assert asked.count(["onnxruntime"]) == len(search) + 1 and asked[-1] == ["torch", "onnxruntime"]
+    prune_report = doc["steps"]["prune"]
+    if search == "threshold":
+        probes = prune_report["latency_search"]
+        assert probes and all(r["latency_ms"] > 0 for r in probes)
+        timed = len(probes)
+    else:  # the threshold's widths already meet twice the teacher's time: one measurement, no table
+        rounds = prune_report["latency_rounds"]
+        assert len(rounds) == 1 and rounds[0]["measured_ms"] <= budget and rounds[0]["chosen"] == \
+            prune_report["channels_after"]
+        timed = 1
+    assert prune_report["runtime"] == "onnxruntime"
+    # the check, every probe of the search and the achieved figure (teacher, then student, each alone) time on
+    # ONNX Runtime alone (the step reports time eager PyTorch); deploy times the exported student despite --no-onnx
+    from leangen.compress.latency import BURSTS
+
+    assert asked.count(["onnxruntime"]) == timed + 1 + 2 * BURSTS and asked[-2 * BURSTS - 1:] == [
+        ["torch", "onnxruntime"]] + [["onnxruntime"]] * (2 * BURSTS)
     target, s = doc["latency_target"], doc["student"]
     assert target["runtime"] == "onnxruntime" and target["threads"] == 1
-    assert target["student_ms"] == s["latency_ms_ort_t1"] and s["onnx_max_abs_diff"] <= 1e-3
-    assert target["student_fps"] == pytest.approx(1000 / s["latency_ms_ort_t1"])
+    assert target["student_ms_interleaved"] == s["latency_ms_ort_t1"] and s["onnx_max_abs_diff"] <= 1e-3
+    assert target["student_fps"] == pytest.approx(1000 / target["student_ms"]) and target["resolution"] == 32
+    assert len(target["student_ms_bursts"]) == BURSTS and min(target["student_ms_bursts"]) <= target["student_ms"]
     assert target["target_ms"] == pytest.approx(budget, rel=1e-5) and target["met"]
     assert f"student measured after export {target['student_fps']:.1f} FPS" in result.output
     # A rerun on a (now) slower machine resumes: the widths are chosen, the target is not timed again.
     monkeypatch.setattr("leangen.compress.latency.measure_ms", lambda *a, **kw: 1e9)
     result = CliRunner().invoke(cli, ["compress", "--network", str(teacher), "--outdir", str(out), *FAST,
-                                      "--no-onnx", "--target-ms", f"{budget:.6f}", "--runtime", "onnxruntime"])
+                                      "--no-onnx", "--target-ms", f"{budget:.6f}", "--runtime", "onnxruntime",
+                                      "--width-search", search])
     assert result.exit_code == 0, result.output
 
 

@@ -89,6 +89,39 @@ def test_a_met_target_stops_at_the_first_evaluation_and_a_rerun_resumes(tmp_path
     assert _compress(teacher, out, *args).exit_code == 0 and (out / "report.json").read_text() == before
 
 
+def test_an_unfinished_distillation_may_be_given_another_step_budget(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopped after its first evaluation (as by Ctrl-C), a distillation reruns with a smaller --distill-steps and
+    ships the best student so far; once it has finished, another budget is refused again."""
+    import leangen.compress.pipeline as pipeline
+
+    teacher = _teacher(tmp_path)
+    out = tmp_path / "c"
+    real = pipeline.evaluate
+    calls = {"n": 0}
+
+    def stop_after_the_first_student_evaluation(model: object, opts: object) -> float:
+        value = real(model, opts)  # type: ignore[arg-type]
+        calls["n"] += 1
+        if calls["n"] == 5:  # condense, prune, teacher, student at step 2: then "Ctrl-C"
+            raise pipeline.CompressInterrupted("stopped for the test")
+        return value
+
+    monkeypatch.setattr(pipeline, "evaluate", stop_after_the_first_student_evaluation)
+    result = _compress(teacher, out, "--distill-steps", "8", "--distill-eval-every", "2")
+    assert result.exit_code == 130 and not (out / "distill" / "report.json").is_file(), result.output
+    monkeypatch.setattr(pipeline, "evaluate", real)
+    evals = json.loads((out / "distill" / "evals.json").read_text())["evals"]
+    assert evals == [] or evals[-1]["step"] == 2  # the evaluation was interrupted before its record
+    result = _compress(teacher, out, "--distill-steps", "2", "--distill-eval-every", "2")
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "distill" / "report.json").read_text())
+    assert report["best_step"] == 2 and report["stopped"] == "--distill-steps 2 reached", report
+    assert json.loads((out / "compress.json").read_text())["distill_steps"] == 2
+    refused = _compress(teacher, out, "--distill-steps", "4", "--distill-eval-every", "2")
+    assert refused.exit_code != 0 and "other options" in refused.output and "distill_steps" in refused.output
+
+
 def test_stop_options_need_an_evaluation_interval(tmp_path: Path) -> None:
     result = _compress(_teacher(tmp_path), tmp_path / "c", "--distill-steps", "4", "--patience", "2")
     assert result.exit_code != 0 and "need --distill-eval-every" in result.output

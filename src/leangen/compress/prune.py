@@ -16,7 +16,7 @@ Rules (ours; configurable):
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -32,6 +32,18 @@ def _keep(scores: list[torch.Tensor], threshold: float, min_channels: int) -> li
         if idx.numel() < min(min_channels, s.numel()):
             idx = torch.topk(s, min(min_channels, s.numel())).indices.sort().values
         kept.append(idx)
+    return kept
+
+
+def top_channels(scores: Sequence[torch.Tensor], widths: Sequence[int]) -> list[torch.Tensor]:
+    """Per group, the sorted indices of its ``widths[g]`` highest-scoring channels."""
+    if len(widths) != len(scores):
+        raise ValueError(f"got {len(widths)} widths for a model with {len(scores)} width groups")
+    kept = []
+    for g, (s, w) in enumerate(zip(scores, widths)):
+        if not 1 <= int(w) <= s.numel():
+            raise ValueError(f"width {g} must be between 1 and {s.numel()}, got {w}")
+        kept.append(torch.topk(s, int(w)).indices.sort().values)
     return kept
 
 
@@ -87,8 +99,9 @@ def build_pruned(model: nn.Module, kept: list[torch.Tensor]) -> nn.Module:
 
 
 def prune(model: nn.Module, threshold: float | None = 1e-4, macs_budget: float | None = None,
-          min_channels: int = 1) -> tuple[nn.Module, dict[str, Any]]:
-    """Prune ``model`` (a condensed model with affine norms) by ``threshold`` or to ``macs_budget`` MACs per image.
+          min_channels: int = 1, widths: Sequence[int] | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """Prune ``model`` (a condensed model with affine norms) by ``threshold``, to ``macs_budget`` MACs per image, or
+    to the given ``widths`` (per group, its highest-scoring channels; ``threshold`` is then recorded as None).
 
     Returns ``(pruned model, info)``; ``info``: ``channels_before``, ``channels_after``, ``threshold`` (the one used),
     ``macs_before``, ``macs_after`` (executed, per image), ``kept`` (per width, the indices of the kept channels in
@@ -114,12 +127,15 @@ def prune(model: nn.Module, threshold: float | None = 1e-4, macs_budget: float |
                 else:
                     lo = mid + 1
             threshold = candidates[lo]
+    elif widths is not None:
+        threshold = None
     elif threshold is None:
-        raise ValueError("give a threshold or a MACs budget")
-    kept = _keep(scores, float(threshold), min_channels)
+        raise ValueError("give a threshold, a MACs budget or widths")
+    kept = top_channels(scores, widths) if widths is not None else _keep(scores, float(threshold), min_channels)
     pruned = build_pruned(model, kept)
     info = dict(channels_before=list(model.config.get("channels") or model.widths),  # type: ignore[attr-defined]
-                channels_after=[int(k.numel()) for k in kept], threshold=float(threshold),
+                channels_after=[int(k.numel()) for k in kept],
+                threshold=None if threshold is None else float(threshold),
                 macs_before=macs_before, macs_after=executed_macs(mtype, dict(pruned.config)),  # type: ignore[arg-type]
                 min_channels=min_channels, kept=[k.tolist() for k in kept])
     return pruned, info
