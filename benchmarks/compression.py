@@ -3,15 +3,20 @@
 What runs (all in this process): (1) a short paired-GAN training of the ``resnet9-256`` teacher on
 ``openmoji-seg-256``; (2) ``leangen.compress.run_pipeline``: condensation (group lasso on the per-channel (γ, β) of
 the InstanceNorms), structural pruning to a MACs budget (binary search) or, with ``--target-fps``, to a latency
-measured on ONNX Runtime at 2 threads (``leangen.compress.latency``: candidate widths timed, the student's FPS measured
-again after export), distillation of the pruned student from the condensed teacher; (3) teacher and student timed interleaved, batch 1, in eager PyTorch, ``torch.compile`` (inductor;
-null with the reason where it fails) and ONNX Runtime at 1 and 2 threads (``leangen.compress.deploy``), and evaluated
-on the validation split.
+measured on ONNX Runtime at 2 threads (``leangen.compress.width_search``: a per-group latency table timed on the
+runtime, a greedy choice by importance per ms, the student's FPS measured again after export), distillation of the
+pruned student from the condensed teacher; (3) teacher and student timed interleaved, batch 1, in eager PyTorch,
+``torch.compile`` (inductor; null with the reason where it fails) and ONNX Runtime at 1 and 2 threads
+(``leangen.compress.deploy``), and evaluated on the validation split; with CUDA, a PyTorch eager row on the device.
 
-Honest scope: on 2 shared CPU cores a training step at 256 px takes seconds, so every training stage gets only tens
-of steps. Sizes and latencies are what a full-length run would give (they depend on the widths only); the quality
-columns are those of barely trained models and say nothing about what the method reaches. The quality metric is
-PSNR on the validation pairs: FID needs far more images and Inception passes than this budget allows.
+Honest scope: on 2 shared CPU cores a training step at 256 px takes seconds, so every training stage of the speed
+part gets only tens of steps. Sizes and latencies are what a full-length run would give (they depend on the widths
+only); its quality column (PSNR by default, ``--speed-metric``) is that of barely trained models. Quality is the
+quality part's: ResNet-9 trained at 64² on the whole ``openmoji-seg-64``, FID between outputs and targets on the
+439 validation pairs (``fid_pairs``). With ``--target-fps`` it compresses for the same target *at the speed part's
+resolution* (``--target-resolution``: the candidates and the achieved figure are timed at 256², the same weights
+rebuilt at that size; ResNet-9 is fully convolutional), so one run folder holds the student's FPS at 256² and its
+FID at 64²; ``--quality-eval-every/--quality-target/--quality-patience`` stop distillation on the validation FID.
 
 Usage::
 
@@ -25,8 +30,11 @@ Usage::
         --teacher-steps 1 --condense-steps 1 --distill-steps 1 --min-channels 2 --repeats 1 --target-fps 500 \
         --workdir /tmp/leangen-latency-smoke --results-dir /tmp/leangen-latency-smoke   # smoke test of that mode
 
-With ``--target-fps`` the quality part prunes to the MACs ratio the speed part's student reached (the same
-compression at 64²), since a 256² frame rate means nothing at 64².
+The README's figures come from::
+
+    python benchmarks/compression.py --parts speed --target-fps 30 --workdir W
+    python benchmarks/compression.py --parts quality --target-fps 30 --quality-steps 3000 1000 30000 \
+        --quality-eval-every 2500 --quality-target 1.1 --quality-patience 4 --workdir W
 
 Results: ``benchmarks/results/compression-cpu.json`` and ``.md`` (``--results-dir`` elsewhere); the pipeline's own
 files under ``--workdir``.
@@ -157,7 +165,8 @@ def main() -> None:
     payload: dict[str, Any] = json.loads(jpath.read_text()) if jpath.is_file() and set(args.parts) != {
         "speed", "quality"} else {}
     payload.update(benchmark=args.name, environment=environment(torch.device("cpu")), cpu_count=os.cpu_count())
-    common = dict(ratio=args.ratio, target_fps=args.target_fps, runtime=args.runtime, min_channels=args.min_channels, sparsity=args.sparsity, batch=1, repeats=args.repeats,
+    common = dict(ratio=args.ratio, target_fps=args.target_fps, runtime=args.runtime, min_channels=args.min_channels,
+                  sparsity=args.sparsity, batch=1, repeats=args.repeats,
                   distill_gan_weight=args.distill_gan_weight, distill_feature_weight=args.distill_feature_weight)
     if "speed" in args.parts:
         gemm_before = machine_check(torch.device("cpu"))
@@ -223,7 +232,8 @@ def main() -> None:
             width_search=_rounds(steps["prune"]),
             distill_evals=[dict(step=e["step"], fid=e["value"]) for e in steps["distill"].get("evals", [])],
             distill_best_step=steps["distill"].get("best_step"), distill_stopped=steps["distill"].get("stopped"),
-            training=dict(common, ratio=ratio, **stopping, teacher_steps=args.quality_steps[0], condense_steps=args.quality_steps[1],
+            training=dict(common, ratio=ratio, **stopping, teacher_steps=args.quality_steps[0],
+                          condense_steps=args.quality_steps[1],
                           distill_steps=args.quality_steps[2]),
             wall_s=time.time() - t1)
     if "teacher" in payload and "fid" not in payload["teacher"]:  # the 256² rows carry no FID of their own

@@ -13,17 +13,18 @@ Method (ours, in the spirit of NetAdapt, Yang et al. 2018, which also prunes aga
    if it meets the budget, it is the answer.
 2. Round 1 starts from the narrowest model (``min_channels`` per width) and measures, for each group ``g``, the
    model with ``g`` widened to each width ``v`` of its grid (fractions of the widest), the others narrowest: the
-   table ``T[g][v]`` (ms), each group's candidates timed in one interleaved call beside the round's point, so a
-   slower phase of a shared machine shifts them alike and the differences hold. Only models near the budget's size are built and exported, so a round is cheap even when
-   the teacher takes seconds per image. The predicted latency of widths ``u`` is ``L(w) + sum_g (T[g][u_g] - L(w))``:
-   additive around the point ``w`` where the table was measured, ``L(w)`` being the median of the point's own
-   timings in the round's calls.
+   table ``T[g][v]`` (ms). Each group's candidates are timed in one interleaved call beside the round's point, so
+   a slower phase of a shared machine shifts them alike and their differences hold. Only models near the budget's
+   size are built and exported, so a round is cheap even when the teacher takes seconds per image. The predicted
+   latency of widths ``u`` is ``L(w) + sum_g (T[g][u_g] - L(w))``: additive around the point ``w`` where the table
+   was measured, ``L(w)`` being the median of the point's own timings in the round's calls.
 3. Greedy (``greedy_widths``): from ``w``, narrow while the prediction is over ``budget * (1 - margin)``, taking the
    move that loses the least importance (the summed scores of the channels it drops) per ms saved; then widen into
    the remaining slack, most importance regained per ms first.
-4. Build and measure the chosen widths (median of bursts a few seconds apart). Over budget (the additive prediction misses the interaction of coupled
-   widths: a convolution's cost grows with the product of its input and output widths): another round, its table
-   measured around the new point with narrower widths only. At most ``rounds`` rounds.
+4. Build and measure the chosen widths (the median of bursts a few seconds apart). Over budget (the additive
+   prediction misses the interaction of coupled widths: a convolution's cost grows with the product of its input
+   and output widths): another round, its table measured around the new point with narrower widths only. At most
+   ``rounds`` rounds.
 
 Every round (its point, table, choice and measured time) is returned for the prune report.
 """
