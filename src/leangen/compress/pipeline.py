@@ -128,10 +128,9 @@ def run_pipeline(opts: CompressOptions, log: Callable[[str], None] = print) -> d
     if not (out / "prune" / "report.json").is_file():
         budget = opts.macs_budget * 1e9 if opts.macs_budget else None
         threshold, search, widths = opts.threshold, {}, opts.widths
-        if target_ms(opts) is not None and opts.width_search == "table":
-            widths, search = _latency_widths(condensed, opts, log)
-        elif target_ms(opts) is not None:
-            threshold, search = _latency_threshold(condensed, opts, log)
+        if target_ms(opts) is not None:
+            found, widths, search = _latency_search(condensed, opts, log)
+            threshold = opts.threshold if found is None else found
         pruned, info = prune(condensed, threshold=None if budget else threshold, macs_budget=budget,
                              min_channels=opts.min_channels, widths=widths)
         info.update(search)
@@ -220,43 +219,33 @@ def _distill_with_validation(train_step: Callable[..., Path], teacher: nn.Module
         "stopped": reason or f"--distill-steps {opts.distill_steps} reached"}
 
 
-def _latency_threshold(condensed: nn.Module, opts: CompressOptions,
-                       log: Callable[[str], None]) -> tuple[float, dict[str, Any]]:
-    """The pruning threshold meeting the latency target (measured candidates) and what the prune report keeps."""
-    from leangen.compress.latency import choose_threshold, describe, measure_ms, target_ms, target_threads
-
-    budget = target_ms(opts)
-    assert budget is not None
-    log(f"prune: searching widths for {describe(opts)} ({budget:.3f} ms)")
-    try:
-        threshold, table = choose_threshold(
-            condensed, budget, lambda m: measure_ms(m, opts.runtime, target_threads(opts), opts.repeats,
-                                                    resolution=opts.target_resolution),
-            opts.min_channels, log)
-    except ValueError as e:  # measured now, on a machine busier than at the check: still one line, no training
-        raise ValueError(f"{describe(opts)} cannot be met: {e}") from None
-    return threshold, dict(target_ms=budget, runtime=opts.runtime, target_threads=target_threads(opts),
-                           target_resolution=opts.target_resolution, latency_search=table)
-
-
-def _latency_widths(condensed: nn.Module, opts: CompressOptions,
-                    log: Callable[[str], None]) -> tuple[list[int], dict[str, Any]]:
-    """The widths meeting the latency target (``leangen.compress.width_search``) and what the prune report keeps."""
-    from leangen.compress.latency import describe, measure_many_ms, target_ms, target_threads
+def _latency_search(condensed: nn.Module, opts: CompressOptions,
+                    log: Callable[[str], None]) -> tuple[float | None, list[int] | None, dict[str, Any]]:
+    """What meets the latency target, measured on its runtime: widths from the per-group latency table
+    (``--width-search table``, ``leangen.compress.width_search``) or one global threshold (``threshold``); returns
+    ``(threshold, widths, what the prune report keeps)``, one of the first two None."""
+    from leangen.compress.latency import (choose_threshold, describe, measure_many_ms, measure_ms, target_ms,
+                                          target_threads)
     from leangen.compress.width_search import search_widths
 
     budget = target_ms(opts)
     assert budget is not None
-    log(f"prune: per-group latency table for {describe(opts)} ({budget:.3f} ms)")
-    try:
-        widths, rounds = search_widths(
-            condensed, budget, lambda ms: measure_many_ms(ms, opts.runtime, target_threads(opts), opts.repeats,
-                                                          warmup=1, resolution=opts.target_resolution),
-            opts.threshold, opts.min_channels, log=log)
+    n, res = target_threads(opts), opts.target_resolution
+    report: dict[str, Any] = dict(target_ms=budget, runtime=opts.runtime, target_threads=n, target_resolution=res)
+    log(f"prune: {opts.width_search} search for {describe(opts)} ({budget:.3f} ms)")
+    try:  # measured now, on a machine busier than at the check: still one line, no training
+        if opts.width_search == "table":
+            widths, rounds = search_widths(
+                condensed, budget, lambda ms: measure_many_ms(ms, opts.runtime, n, opts.repeats, warmup=1,
+                                                              resolution=res),
+                opts.threshold, opts.min_channels, log=log)
+            return None, widths, dict(report, width_search="table", latency_rounds=rounds)
+        threshold, table = choose_threshold(
+            condensed, budget, lambda m: measure_ms(m, opts.runtime, n, opts.repeats, resolution=res),
+            opts.min_channels, log)
+        return threshold, None, dict(report, latency_search=table)
     except ValueError as e:
         raise ValueError(f"{describe(opts)} cannot be met: {e}") from None
-    return widths, dict(target_ms=budget, runtime=opts.runtime, target_threads=target_threads(opts),
-                        target_resolution=opts.target_resolution, width_search="table", latency_rounds=rounds)
 
 
 def render_report(doc: dict[str, Any]) -> str:
