@@ -90,7 +90,10 @@ def run_part(preset: str, data: str, work: Path, steps: tuple[int, int, int], ra
                            runtime=args.runtime, min_channels=args.min_channels,
                            threads=[1, 2], repeats=args.repeats, batch=1, compile=args.compile, metric=metric,
                            hparams={"distill": {"gan_weight": args.distill_gan_weight,
-                                                "feature_weight": args.distill_feature_weight}})
+                                                "feature_weight": args.distill_feature_weight,
+                                                **({"recon_weight": args.distill_recon_weight}
+                                                   if args.distill_recon_weight else {}),
+                                                **({"lr": args.distill_lr} if args.distill_lr else {})}})
     return run_pipeline(opts, log=say), teacher_run
 
 
@@ -132,7 +135,7 @@ def main() -> None:
                    help="latency budget instead: the speed part's student must run this many images/s on --runtime "
                         "at 2 threads (measured); the quality part prunes to the MACs ratio that student reached")
     p.add_argument("--runtime", choices=["onnxruntime", "torch", "cuda"], default="onnxruntime")
-    p.add_argument("--width-search", choices=["table", "threshold"], default="table",
+    p.add_argument("--width-search", choices=["table", "uniform", "threshold"], default="table",
                    help="with --target-fps: per-group latency table + greedy (default) or one global threshold")
     p.add_argument("--speed-metric", default="psnr",
                    help="the speed part's metric on its validation split (fid_pairs for the 256² FID row)")
@@ -148,6 +151,9 @@ def main() -> None:
     p.add_argument("--min-channels", type=int, default=8)
     p.add_argument("--distill-gan-weight", type=float, default=1.0)
     p.add_argument("--distill-feature-weight", type=float, default=1.0)
+    p.add_argument("--distill-recon-weight", type=float, default=0.0,
+                   help="L1 between the student and the real image (the distill objective's recon_weight)")
+    p.add_argument("--distill-lr", type=float, default=None, help="the distillation's Adam lr (default: the preset's)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                    help="time torch.compile too (compiles teacher and student once per thread count)")
@@ -167,7 +173,9 @@ def main() -> None:
     payload.update(benchmark=args.name, environment=environment(torch.device("cpu")), cpu_count=os.cpu_count())
     common = dict(ratio=args.ratio, target_fps=args.target_fps, runtime=args.runtime, min_channels=args.min_channels,
                   sparsity=args.sparsity, batch=1, repeats=args.repeats,
-                  distill_gan_weight=args.distill_gan_weight, distill_feature_weight=args.distill_feature_weight)
+                  distill_gan_weight=args.distill_gan_weight, distill_feature_weight=args.distill_feature_weight,
+                  distill_recon_weight=args.distill_recon_weight, distill_lr=args.distill_lr,
+                  width_search=args.width_search)
     if "speed" in args.parts:
         gemm_before = machine_check(torch.device("cpu"))
         metric = args.speed_metric
@@ -187,7 +195,8 @@ def main() -> None:
         prune_step = doc["steps"]["prune"]
         payload.update(
             speed_metric=f"{metric} on the validation split of {args.data}", resolution=teacher.config["resolution"],
-            width_search=_rounds(prune_step), latency_probes=len(prune_step.get("latency_search", [])) or None)
+            width_search=_rounds(prune_step), latency_probes=len(prune_step.get("latency_search", [])) or None,
+            multiplier_probes=prune_step.get("latency_probes"))
         payload.update(
             preset=args.preset, data=args.data, teacher=t, student=s, mac_ratio=t["gmacs"] / s["gmacs"],
             param_ratio=t["params"] / s["params"], latency_ratio_eager=t["latency_ms_eager"] / s["latency_ms_eager"],
@@ -229,7 +238,7 @@ def main() -> None:
             pruned_to=("a latency search timed at the speed part's size" if search else
                        "the speed student's widths" if widths else f"teacher GMACs / {ratio:.3g}"),
             latency_target=doc.get("latency_target"),
-            width_search=_rounds(steps["prune"]),
+            width_search=_rounds(steps["prune"]), multiplier_probes=steps["prune"].get("latency_probes"),
             distill_evals=[dict(step=e["step"], fid=e["value"]) for e in steps["distill"].get("evals", [])],
             distill_best_step=steps["distill"].get("best_step"), distill_stopped=steps["distill"].get("stopped"),
             training=dict(common, ratio=ratio, **stopping, teacher_steps=args.quality_steps[0],
@@ -268,6 +277,11 @@ def _target_line(t: dict[str, Any] | None) -> list[str]:
 def _search_lines(payload: dict[str, Any]) -> list[str]:
     """How the widths were found: the table rounds (predicted vs measured) or the threshold probes."""
     rounds = payload.get("width_search") or []
+    probes = payload.get("multiplier_probes") or []
+    if probes:
+        steps = "; ".join(f"{p['fraction']:.3f}: {p['measured_ms']:.1f} ms" for p in probes)
+        return [f"Width search: one width multiplier for every group, bisection on the measured latency ({steps}).",
+                ""]
     if rounds:
         steps = "; ".join(f"round {i + 1}: {r['table_entries']} table entries around {r['base_ms']:.1f} ms, chose "
                           f"{r['chosen']} predicted {r['predicted_ms']:.1f} ms, measured {r['measured_ms']:.1f} ms"
@@ -326,8 +340,10 @@ def render(payload: dict[str, Any]) -> str:
                   if q.get("distill_evals") else "")
                + f"Training: "
                f"teacher {tr['teacher_steps']} steps, condense {tr['condense_steps']}, distill {tr['distill_steps']}, "
-               f"batch 1; distillation L1 + features (weight {tr['distill_feature_weight']}) + adversarial (weight "
-               f"{tr['distill_gan_weight']}). Wall time of the benchmark's last invocation {q['wall_s'] / 60:.1f} min (a "
+               f"batch 1; distillation L1 to the teacher + features (weight {tr['distill_feature_weight']}) + "
+               f"adversarial (weight {tr['distill_gan_weight']})"
+               + (f" + L1 to the real image (weight {tr['distill_recon_weight']})" if tr.get("distill_recon_weight")
+                  else "") + (f", lr {tr['distill_lr']}" if tr.get("distill_lr") else "") + ". Wall time of the benchmark's last invocation {q['wall_s'] / 60:.1f} min (a "
                f"resumed run counts only that one; the training logs in the run folder have the rest).", "",
                *_target_line(q.get("latency_target")), *_search_lines(q)]
     return "\n".join(md)

@@ -70,7 +70,7 @@ def test_latency_is_measured_on_the_named_runtime(monkeypatch: pytest.MonkeyPatc
     assert calls == [(["onnxruntime"], [1]), (["torch"], [2])]
 
 
-@pytest.mark.parametrize("search", ["table", "threshold"])
+@pytest.mark.parametrize("search", ["table", "uniform", "threshold"])
 def test_compress_meets_a_latency_target_measured_after_export(teacher: Path, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch, search: str) -> None:
     import leangen
@@ -93,6 +93,13 @@ def test_compress_meets_a_latency_target_measured_after_export(teacher: Path, tm
         probes = prune_report["latency_search"]
         assert probes and all(r["latency_ms"] > 0 for r in probes)
         timed = len(probes)
+    elif search == "uniform":  # the multiplier 1 (every channel above the threshold) meets it: one probe, in bursts
+        from leangen.compress.latency import BURSTS
+
+        probes = prune_report["latency_probes"]
+        assert len(probes) == 1 and probes[0]["fraction"] == 1.0 and probes[0]["measured_ms"] <= budget
+        assert probes[0]["widths"] == prune_report["channels_after"]
+        timed = BURSTS
     else:  # the threshold's widths already meet twice the teacher's time: one measurement, no table
         rounds = prune_report["latency_rounds"]
         assert len(rounds) == 1 and rounds[0]["measured_ms"] <= budget and rounds[0]["chosen"] == \

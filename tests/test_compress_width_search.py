@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from leangen.cli.main import cli
 from leangen.compress.latency import LatencyUnreachable, choose_threshold
 from leangen.compress.prune import _keep, prune, top_channels
-from leangen.compress.width_search import greedy_widths, grid, search_widths, up_grid
+from leangen.compress.width_search import greedy_widths, grid, scaled, search_widths, uniform_widths, up_grid
 from leangen.ops.group_lasso import channel_scores
 
 from test_compress_latency import FAST, _scored
@@ -209,3 +209,40 @@ def test_bad_widths_and_runtimes_are_refused_in_one_line(teacher: Path, tmp_path
                                                    *FAST, *extra]))
     assert expected in line, line
     assert not (out / "condense").exists()
+
+
+def test_uniform_search_finds_the_widest_multiplier_within_the_budget() -> None:
+    """One multiplier for every group: the widths keep the widest's proportions, meet the budget, and the next
+    multiplier the bisection tried above them does not."""
+    g = _scored(3)
+    scores = channel_scores(g)
+
+    def fake_ms(m: torch.nn.Module) -> float:
+        return 1.0 + sum(float(w) ** 2 for w in m.widths)  # convolutions: cost grows with width squared
+
+    widest = [s.numel() for s in scores]
+    budget = 0.3 * fake_ms(g)
+    widths, probes = uniform_widths(g, budget, each(fake_ms), threshold=0.0, min_channels=2, bursts=1)
+    floors = [2] * len(widest)
+    assert fake_ms(prune(g, widths=widths)[0]) <= budget
+    chosen = [p for p in probes if p["widths"] == widths]
+    assert chosen and widths == scaled(widest, floors, chosen[0]["fraction"])
+    assert probes[0]["fraction"] == 1.0 and probes[0]["measured_ms"] > budget  # the widest was tried first
+    # widest within the bisection's resolution: any wider multiplier up to 1/128 more is over budget
+    f0 = chosen[0]["fraction"]
+    for f in torch.linspace(f0, f0 + 1 / 2 ** 7, 65).tolist():
+        w = scaled(widest, floors, f)
+        assert w == widths or 1.0 + sum(x ** 2 for x in w) > budget, f
+    assert widths != [2] * len(widest)  # not just the floor
+
+
+def test_uniform_search_refuses_a_budget_the_narrowest_misses() -> None:
+    g = _scored(3)
+    with pytest.raises(LatencyUnreachable, match="narrowest model"):
+        uniform_widths(g, 0.5, each(lambda m: 1.0 + sum(m.widths)), threshold=0.0, min_channels=2, bursts=1)
+
+
+def test_scaled_widths_keep_floors_and_caps() -> None:
+    assert scaled([64, 128, 256], [8, 8, 8], 0.125) == [8, 16, 32]
+    assert scaled([64, 128, 256], [8, 8, 8], 0.0) == [8, 8, 8]
+    assert scaled([64, 4, 256], [8, 4, 8], 0.5) == [32, 4, 128]  # a group narrower than the floor keeps its width

@@ -145,6 +145,21 @@ def test_distillation_from_a_frozen_teacher(tmp_path: Path) -> None:
         train(TrainOptions(resume=str(first.run_dir), steps=6, device="cpu", progress=False))
 
 
+def test_distillation_learns_from_the_real_images_with_recon_weight(tmp_path: Path) -> None:
+    """``recon_weight`` alone (no teacher, feature or adversarial term) still trains the student: toward the data."""
+    data = "openmoji-seg-32-n64"
+    teacher = train(opts(tmp_path / "t", "resnet-tiny32", data, steps=1, metrics=[])).run_dir
+    run = train(opts(tmp_path / "s", "resnet-tiny32-distill", data, steps=40, batch=8, tick=0.04, metrics=[],
+                     hparams={"teacher": str(teacher), "output_weight": 0.0, "feature_weight": 0.0,
+                              "gan_weight": 0.0, "recon_weight": 1.0, "lr": 0.01})).run_dir
+    rows = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
+    assert "l1_real" in rows[0] and rows[-1]["l1_real"] < 0.8 * rows[0]["l1_real"]
+
+    with pytest.raises(ValueError, match="recon_weight needs paired data"):
+        train(opts(tmp_path / "g", "stylegan2-tiny32-student", "openmoji-32-n64", steps=1, metrics=[],
+                   hparams={"teacher": str(tmp_path / "t"), "recon_weight": 1.0}))
+
+
 def test_distill_needs_a_teacher(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="needs a teacher"):
         train(opts(tmp_path, "stylegan2-tiny32-student", "openmoji-32-n64", steps=1, metrics=[]))

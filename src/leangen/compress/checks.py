@@ -85,8 +85,8 @@ def check_options(opts: "CompressOptions") -> tuple[Any, str]:
         _check_budget(opts, teacher)
     if opts.widths is not None:
         _check_widths(opts, teacher)
-    if opts.width_search not in ("table", "threshold"):
-        raise ValueError(f"--width-search must be table or threshold, got {opts.width_search!r}")
+    if opts.width_search not in ("table", "uniform", "threshold"):
+        raise ValueError(f"--width-search must be table, uniform or threshold, got {opts.width_search!r}")
     from leangen.compress.latency import check_target
 
     check_target(opts, teacher)  # last: it times the narrowest model on the target runtime

@@ -222,11 +222,12 @@ def _distill_with_validation(train_step: Callable[..., Path], teacher: nn.Module
 def _latency_search(condensed: nn.Module, opts: CompressOptions,
                     log: Callable[[str], None]) -> tuple[float | None, list[int] | None, dict[str, Any]]:
     """What meets the latency target, measured on its runtime: widths from the per-group latency table
-    (``--width-search table``, ``leangen.compress.width_search``) or one global threshold (``threshold``); returns
-    ``(threshold, widths, what the prune report keeps)``, one of the first two None."""
+    (``--width-search table``, ``leangen.compress.width_search``), one width multiplier (``uniform``) or one global
+    threshold (``threshold``); returns ``(threshold, widths, what the prune report keeps)``, one of the first two
+    None."""
     from leangen.compress.latency import (choose_threshold, describe, measure_many_ms, measure_ms, target_ms,
                                           target_threads)
-    from leangen.compress.width_search import search_widths
+    from leangen.compress.width_search import search_widths, uniform_widths
 
     budget = target_ms(opts)
     assert budget is not None
@@ -234,12 +235,14 @@ def _latency_search(condensed: nn.Module, opts: CompressOptions,
     report: dict[str, Any] = dict(target_ms=budget, runtime=opts.runtime, target_threads=n, target_resolution=res)
     log(f"prune: {opts.width_search} search for {describe(opts)} ({budget:.3f} ms)")
     try:  # measured now, on a machine busier than at the check: still one line, no training
+        many = functools.partial(measure_many_ms, runtime=opts.runtime, threads=n, repeats=opts.repeats, warmup=1,
+                                 resolution=res)
         if opts.width_search == "table":
-            widths, rounds = search_widths(
-                condensed, budget, lambda ms: measure_many_ms(ms, opts.runtime, n, opts.repeats, warmup=1,
-                                                              resolution=res),
-                opts.threshold, opts.min_channels, log=log)
+            widths, rounds = search_widths(condensed, budget, many, opts.threshold, opts.min_channels, log=log)
             return None, widths, dict(report, width_search="table", latency_rounds=rounds)
+        if opts.width_search == "uniform":
+            widths, probes = uniform_widths(condensed, budget, many, opts.threshold, opts.min_channels, log=log)
+            return None, widths, dict(report, width_search="uniform", latency_probes=probes)
         threshold, table = choose_threshold(
             condensed, budget, lambda m: measure_ms(m, opts.runtime, n, opts.repeats, resolution=res),
             opts.min_channels, log)

@@ -27,6 +27,11 @@ Method (ours, in the spirit of NetAdapt, Yang et al. 2018, which also prunes aga
    ``rounds`` rounds.
 
 Every round (its point, table, choice and measured time) is returned for the prune report.
+
+``uniform_widths`` is the other search (``--width-search uniform``): one width multiplier for every group, as the
+students of GAN Compression and CAT keep one ``ngf`` for the whole network, found by bisection on measured latency.
+The greedy spends the budget where channels are cheapest per score, and on ResNet-9 that left 8 channels in the
+residual trunk that every block reads and writes; a multiplier keeps the teacher's proportions.
 """
 from __future__ import annotations
 
@@ -160,3 +165,56 @@ def search_widths(model: nn.Module, budget_ms: float, measure: Callable[[dict[st
     best = record[-1]["measured_ms"]
     raise LatencyUnreachable(f"the width search ended at {best:.3f} ms ({1000 / best:.1f} FPS) after {len(record)} "
                              f"round(s), over the target of {budget_ms:.3f} ms", best)
+
+
+def scaled(widest: Sequence[int], floors: Sequence[int], fraction: float) -> list[int]:
+    """``widest`` times ``fraction`` (rounded up), each at least its floor and at most its widest."""
+    return [min(w, max(f, math.ceil(w * fraction))) for w, f in zip(widest, floors)]
+
+
+def uniform_widths(model: nn.Module, budget_ms: float, measure: Callable[[dict[str, nn.Module]], dict[str, float]],
+                   threshold: float, min_channels: int = 1, steps: int = 7, bursts: int | None = None,
+                   log: Callable[[str], None] | None = None) -> tuple[list[int], list[dict[str, Any]]]:
+    """The widest ``scaled(widest, floors, f)`` measured within ``budget_ms``: bisection on the multiplier ``f`` in
+    (0, 1] for ``steps`` steps, ``widest`` being each group's channels above ``threshold``. Every probe is the
+    median of ``bursts`` measurements (``in_bursts``) and is returned (``fraction``, ``widths``, ``measured_ms``).
+    ``LatencyUnreachable`` when the narrowest model (``min_channels`` per group) is over budget."""
+    import statistics
+
+    from leangen.compress.latency import LatencyUnreachable, in_bursts
+    from leangen.compress.prune import _keep, build_pruned, top_channels
+    from leangen.ops.group_lasso import channel_scores
+
+    say = log or (lambda _m: None)
+    scores = channel_scores(model)
+    widest = [int(k.numel()) for k in _keep(scores, threshold, min_channels)]
+    floors = [min(int(min_channels), w) for w in widest]
+    probes: list[dict[str, Any]] = []
+
+    def fits(fraction: float) -> bool:
+        widths = scaled(widest, floors, fraction)
+        ms = statistics.median(in_bursts(
+            lambda: measure({"c": build_pruned(model, top_channels(scores, widths))})["c"], bursts))
+        probes.append(dict(fraction=fraction, widths=widths, measured_ms=ms))
+        say(f"prune: width multiplier {fraction:.4f}: {widths} -> {ms:.3f} ms (budget {budget_ms:.3f} ms)")
+        return ms <= budget_ms
+
+    if fits(1.0):
+        return widest, probes
+    if not fits(0.0):
+        best = probes[-1]["measured_ms"]
+        raise LatencyUnreachable(f"the narrowest model ({min_channels} channels per width) runs in {best:.3f} ms "
+                                 f"({1000 / best:.1f} FPS), over the target of {budget_ms:.3f} ms", best)
+    lo, hi, measured = 0.0, 1.0, 0
+    for _ in range(4 * steps):  # bisection steps that land on known widths are free
+        mid = (lo + hi) / 2
+        if scaled(widest, floors, mid) == scaled(widest, floors, lo):
+            lo = mid
+        elif scaled(widest, floors, mid) == scaled(widest, floors, hi):
+            hi = mid
+        elif measured == steps:
+            break
+        else:
+            measured += 1
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return scaled(widest, floors, lo), probes

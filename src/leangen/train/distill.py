@@ -2,9 +2,11 @@
 
 Inputs are what the teacher takes: latents ``z`` for generators (both run with their constant noise), the batch's
 label maps for translators (and its instance maps, for models with an instance-edge input, as ``paired_gan`` does).
-Loss: ``output_weight * L1(student, teacher)``, plus an optional non-saturating adversarial term against a
-discriminator ``D`` on the data when ``gan_weight > 0`` and the preset has a ``D`` (a multi-scale ``D``: the mean
-over its scales), plus ``feature_weight`` times the MSE between the student's and the teacher's kept channels.
+Loss: ``output_weight * L1(student, teacher)``; plus ``recon_weight * L1(student, real image)`` for paired data (GAN
+Compression's reconstruction term: the student learns from the data too, not only from the teacher's outputs);
+plus an optional non-saturating adversarial term against a discriminator ``D`` on the data when ``gan_weight > 0``
+and the preset has a ``D`` (a multi-scale ``D``: the mean over its scales); plus ``feature_weight`` times the MSE
+between the student's and the teacher's kept channels.
 
 The teacher is named by the ``teacher`` hyper-parameter (a run directory, snapshot or saved model; preset
 ``training`` or ``--hparam teacher=PATH``). It is loaded with ``leangen.load``, frozen, and never written into
@@ -40,6 +42,7 @@ class DistillObjective(Objective):
         "lr": 0.002,
         "betas": [0.0, 0.99],
         "output_weight": 1.0,      # L1 between student and teacher outputs
+        "recon_weight": 0.0,       # L1 between the student and the real image, in [-1, 1] units (paired data)
         "gan_weight": 0.0,         # adversarial term on the data (needs a D component)
         "init": None,              # saved model to start the student from (e.g. a pruned model); None: random
         "feature_weight": 0.0,     # MSE on the norm outputs of the kept channels (init saved by ``leangen compress``)
@@ -53,10 +56,13 @@ class DistillObjective(Objective):
         if not hp["teacher"]:
             raise ValueError("the distill objective needs a teacher: --hparam teacher=RUN_DIR|SNAPSHOT|MODEL_DIR "
                              "(or a 'teacher' entry in the preset's training defaults)")
+        G = build_component(preset, "G", options.overrides)
+        if float(hp["recon_weight"]) > 0 and model_kind(G) == "generator":
+            raise ValueError("recon_weight needs paired data: an unconditional generator's samples have no real "
+                             "counterpart (use output_weight, gan_weight)")
         self.teacher_source = str(Path(hp["teacher"]).expanduser().resolve())
         teacher = leangen.load(self.teacher_source, device=runtime.device)
         self.teacher = teacher.eval().requires_grad_(False)
-        G = build_component(preset, "G", options.overrides)
         if model_kind(G) != model_kind(teacher):
             raise ValueError(f"the student is a {model_kind(G)} but the teacher at {self.teacher_source} is a "
                              f"{model_kind(teacher)}")
@@ -69,7 +75,7 @@ class DistillObjective(Objective):
         self.G = G.to(runtime.device).train()
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.output_weight, self.gan_weight = float(hp["output_weight"]), float(hp["gan_weight"])
-        self.feature_weight = float(hp["feature_weight"])
+        self.feature_weight, self.recon_weight = float(hp["feature_weight"]), float(hp["recon_weight"])
         if self.feature_weight > 0:
             self._features = _FeaturePairs(self.G, self.teacher, hp["init"])
         betas = tuple(float(b) for b in hp["betas"])
@@ -120,6 +126,10 @@ class DistillObjective(Objective):
             out = self._run(self.G, inputs, instances).float()
             l1 = (out - target).abs().mean()
             loss = self.output_weight * l1
+            if self.recon_weight > 0:
+                recon = (out - batch.image_float).abs().mean()
+                loss = loss + self.recon_weight * recon
+                stats["l1_real"] = recon.detach()
             if self.feature_weight > 0:
                 feat = self._features.loss()
                 loss = loss + self.feature_weight * feat
