@@ -135,8 +135,9 @@ def main() -> None:
                    help="latency budget instead: the speed part's student must run this many images/s on --runtime "
                         "at 2 threads (measured); the quality part prunes to the MACs ratio that student reached")
     p.add_argument("--runtime", choices=["onnxruntime", "torch", "cuda"], default="onnxruntime")
-    p.add_argument("--width-search", choices=["table", "uniform", "threshold"], default="table",
-                   help="with --target-fps: per-group latency table + greedy (default) or one global threshold")
+    p.add_argument("--width-search", choices=["uniform", "table", "threshold"], default="uniform",
+                   help="with --target-fps: one width multiplier (default), per-group latency table + greedy, or "
+                        "one global threshold")
     p.add_argument("--speed-metric", default="psnr",
                    help="the speed part's metric on its validation split (fid_pairs for the 256² FID row)")
     p.add_argument("--quality-widths", choices=["search", "same", "ratio"], default="search",

@@ -54,11 +54,11 @@ def _parse_widths(value: str | None) -> list[int] | None:
 @click.option("--target-resolution", type=int, default=None, metavar="PIXELS",
               help="Time --target-fps/--target-ms at this size instead of the teacher's own (a fully convolutional "
                    "translator trained at 64 deploys at 256 with the same weights).")
-@click.option("--width-search", type=click.Choice(["table", "uniform", "threshold"]), default="table",
+@click.option("--width-search", type=click.Choice(["uniform", "table", "threshold"]), default="uniform",
               show_default=True,
-              help="How a latency target picks widths: a per-group latency table measured on --runtime and a "
-                   "greedy choice (importance lost per ms saved), one width multiplier for every group (bisection; "
-                   "keeps the teacher's proportions), or one global score threshold (binary search).")
+              help="How a latency target picks widths: one width multiplier for every group (bisection on the "
+                   "measured latency; keeps the teacher's proportions), a per-group latency table measured on "
+                   "--runtime and a greedy choice (importance lost per ms saved), or one global score threshold.")
 @click.option("--widths", default=None, metavar="W1,W2,...", callback=lambda _c, _p, v: _parse_widths(v),
               help="... or prune to exactly these widths, one per prunable group (each keeps its highest-scoring "
                    "channels), e.g. the widths another compression chose.")

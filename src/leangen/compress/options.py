@@ -25,7 +25,7 @@ class CompressOptions:
     target_ms: float | None = None         # ... or this measured latency per image
     runtime: str = "onnxruntime"           # where a latency target is measured: onnxruntime, torch (eager), cuda
     target_resolution: int | None = None   # time the latency target at this size (default: the teacher's own)
-    width_search: str = "table"            # latency target: per-group latency table + greedy, "uniform" or "threshold"
+    width_search: str = "uniform"          # latency target: one width multiplier, a per-group "table", "threshold"
     widths: list[int] | None = None        # ... or prune to exactly these widths (top-scoring channels per group)
     min_channels: int = 1
     distill_steps: int = 200               # with distill_eval_every: the most steps distillation may take
