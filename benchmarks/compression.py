@@ -281,7 +281,8 @@ def _search_lines(payload: dict[str, Any]) -> list[str]:
     probes = payload.get("multiplier_probes") or []
     if probes:
         steps = "; ".join(f"{p['fraction']:.3f}: {p['measured_ms']:.1f} ms" for p in probes)
-        return [f"Width search: one width multiplier for every group, bisection on the measured latency ({steps}).",
+        return [f"Width search: one width multiplier for every group, bisection on the measured latency, a "
+                f"multiplier passing when every burst meets the budget (slowest burst per multiplier: {steps}).",
                 ""]
     if rounds:
         steps = "; ".join(f"round {i + 1}: {r['table_entries']} table entries around {r['base_ms']:.1f} ms, chose "
@@ -344,7 +345,7 @@ def render(payload: dict[str, Any]) -> str:
                f"batch 1; distillation L1 to the teacher + features (weight {tr['distill_feature_weight']}) + "
                f"adversarial (weight {tr['distill_gan_weight']})"
                + (f" + L1 to the real image (weight {tr['distill_recon_weight']})" if tr.get("distill_recon_weight")
-                  else "") + (f", lr {tr['distill_lr']}" if tr.get("distill_lr") else "") + ". Wall time of the benchmark's last invocation {q['wall_s'] / 60:.1f} min (a "
+                  else "") + (f", lr {tr['distill_lr']}" if tr.get("distill_lr") else "") + f". Wall time of the benchmark's last invocation {q['wall_s'] / 60:.1f} min (a "
                f"resumed run counts only that one; the training logs in the run folder have the rest).", "",
                *_target_line(q.get("latency_target")), *_search_lines(q)]
     return "\n".join(md)

@@ -236,6 +236,26 @@ def test_uniform_search_finds_the_widest_multiplier_within_the_budget() -> None:
     assert widths != [2] * len(widest)  # not just the floor
 
 
+def test_uniform_search_passes_only_widths_whose_every_burst_meets_the_budget(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine whose second burst of three runs 1.3x slower: a width that meets the budget only in the fast
+    phase does not pass."""
+    monkeypatch.setattr("leangen.compress.latency.BURST_PAUSE_S", 0.0)
+    g = _scored(3)
+    calls = [0]
+
+    def phased(models: dict[str, torch.nn.Module]) -> dict[str, float]:
+        calls[0] += 1
+        slow = 1.3 if calls[0] % 3 == 2 else 1.0
+        return {k: slow * (1.0 + sum(float(w) ** 2 for w in m.widths)) for k, m in models.items()}
+
+    budget = 0.3 * (1.0 + sum(float(w) ** 2 for w in g.widths))
+    widths, probes = uniform_widths(g, budget, phased, threshold=0.0, min_channels=2, bursts=3)
+    assert 1.3 * (1.0 + sum(float(w) ** 2 for w in widths)) <= budget  # meets it in the slow phase too
+    assert all(len(p["bursts_ms"]) == 3 and p["measured_ms"] == max(p["bursts_ms"]) for p in probes)
+    assert any(min(p["bursts_ms"]) <= budget < p["measured_ms"] for p in probes)  # a fast-phase pass was refused
+
+
 def test_uniform_search_refuses_a_budget_the_narrowest_misses() -> None:
     g = _scored(3)
     with pytest.raises(LatencyUnreachable, match="narrowest model"):

@@ -176,11 +176,12 @@ def uniform_widths(model: nn.Module, budget_ms: float, measure: Callable[[dict[s
                    threshold: float, min_channels: int = 1, steps: int = 7, bursts: int | None = None,
                    log: Callable[[str], None] | None = None) -> tuple[list[int], list[dict[str, Any]]]:
     """The widest ``scaled(widest, floors, f)`` measured within ``budget_ms``: bisection on the multiplier ``f`` in
-    (0, 1] for ``steps`` steps, ``widest`` being each group's channels above ``threshold``. Every probe is the
-    median of ``bursts`` measurements (``in_bursts``) and is returned (``fraction``, ``widths``, ``measured_ms``).
+    (0, 1] for ``steps`` steps, ``widest`` being each group's channels above ``threshold``. A probe passes when
+    every one of its ``bursts`` measurements (``in_bursts``, seconds apart) meets the budget: on this project's 2-core
+    machine one ONNX Runtime model alternates between about 32 and 40 ms in phases of seconds, so a median of three
+    bursts passed a student at 32.1 ms that then measured 40.8 ms after distillation. Every probe is returned
+    (``fraction``, ``widths``, ``measured_ms``: the slowest burst, ``bursts_ms``).
     ``LatencyUnreachable`` when the narrowest model (``min_channels`` per group) is over budget."""
-    import statistics
-
     from leangen.compress.latency import LatencyUnreachable, in_bursts
     from leangen.compress.prune import _keep, build_pruned, top_channels
     from leangen.ops.group_lasso import channel_scores
@@ -193,9 +194,9 @@ def uniform_widths(model: nn.Module, budget_ms: float, measure: Callable[[dict[s
 
     def fits(fraction: float) -> bool:
         widths = scaled(widest, floors, fraction)
-        ms = statistics.median(in_bursts(
-            lambda: measure({"c": build_pruned(model, top_channels(scores, widths))})["c"], bursts))
-        probes.append(dict(fraction=fraction, widths=widths, measured_ms=ms))
+        got = in_bursts(lambda: measure({"c": build_pruned(model, top_channels(scores, widths))})["c"], bursts)
+        ms = max(got)  # every burst must meet the budget: one that did by luck of the machine's phase does not pass
+        probes.append(dict(fraction=fraction, widths=widths, measured_ms=ms, bursts_ms=got))
         say(f"prune: width multiplier {fraction:.4f}: {widths} -> {ms:.3f} ms (budget {budget_ms:.3f} ms)")
         return ms <= budget_ms
 
