@@ -3,8 +3,8 @@
 What runs (all in this process): (1) a short paired-GAN training of the ``resnet9-256`` teacher on
 ``openmoji-seg-256``; (2) ``leangen.compress.run_pipeline``: condensation (group lasso on the per-channel (γ, β) of
 the InstanceNorms), structural pruning to a MACs budget (binary search) or, with ``--target-fps``, to a latency
-measured on ONNX Runtime at 2 threads (``leangen.compress.width_search``: a per-group latency table timed on the
-runtime, a greedy choice by importance per ms, the student's FPS measured again after export), distillation of the
+measured on ONNX Runtime at 2 threads (``leangen.compress.width_search``: one width multiplier bisected on the
+measured latency by default, the student's FPS measured again after export), distillation of the
 pruned student from the condensed teacher; (3) teacher and student timed interleaved, batch 1, in eager PyTorch,
 ``torch.compile`` (inductor; null with the reason where it fails) and ONNX Runtime at 1 and 2 threads
 (``leangen.compress.deploy``), and evaluated on the validation split; with CUDA, a PyTorch eager row on the device.
@@ -33,8 +33,9 @@ Usage::
 The README's figures come from::
 
     python benchmarks/compression.py --parts speed --target-fps 30 --workdir W
-    python benchmarks/compression.py --parts quality --target-fps 30 --quality-steps 3000 1000 30000 \
-        --quality-eval-every 2500 --quality-target 1.1 --quality-patience 4 --workdir W
+    python benchmarks/compression.py --parts quality --target-fps 30 --quality-steps 3000 1000 20000 \
+        --quality-eval-every 2500 --quality-target 1.1 --quality-patience 4 --distill-recon-weight 10 \
+        --distill-lr 0.0005 --workdir W
 
 Results: ``benchmarks/results/compression-cpu.json`` and ``.md`` (``--results-dir`` elsewhere); the pipeline's own
 files under ``--workdir``.
