@@ -164,10 +164,13 @@ def test_compress_to_given_widths(teacher: Path, tmp_path: Path) -> None:  # noq
     assert leangen.load(out / "student").widths == widths
 
 
-def test_a_target_timed_at_another_resolution(teacher: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_a_target_timed_at_another_resolution(teacher: Path, tmp_path: Path,  # noqa: F811
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """A 32² teacher compressed for a target at 64²: the search, the check and the achieved figure are all timed at
-    64² (the same weights rebuilt at that size), and the report says so."""
+    64² (the same weights rebuilt at that size), and the report says so. Which size each timing ran at is recorded,
+    not inferred from how long it took: on 2 busy cores a 4x-pixel model is not reliably 1.5x slower."""
     import leangen
+    from leangen.compress import latency
     from leangen.compress.latency import at_resolution, measure_ms
 
     model = leangen.load(teacher)
@@ -175,6 +178,14 @@ def test_a_target_timed_at_another_resolution(teacher: Path, tmp_path: Path) -> 
     x = torch.randint(0, model.num_classes, (1, 32, 32))
     torch.testing.assert_close(big(x), model(x))  # same weights: same output on the same input
     budget = 3 * measure_ms(big, "onnxruntime", 1, repeats=3)
+    timed_at: list[int] = []
+
+    def recording(m: torch.nn.Module, resolution: int | None) -> torch.nn.Module:
+        out = at_resolution(m, resolution)
+        timed_at.append(int(out.config["resolution"]))
+        return out
+
+    monkeypatch.setattr(latency, "at_resolution", recording)
     out = tmp_path / "out"
     result = CliRunner().invoke(cli, ["compress", "--network", str(teacher), "--outdir", str(out), *FAST, "--no-onnx",
                                       "--target-ms", f"{budget:.6f}", "--target-resolution", "64"],
@@ -182,9 +193,10 @@ def test_a_target_timed_at_another_resolution(teacher: Path, tmp_path: Path) -> 
     assert result.exit_code == 0, result.output
     doc = json.loads((out / "report.json").read_text())
     target = doc["latency_target"]
-    assert target["resolution"] == 64 and target["met"] and doc["steps"]["prune"]["target_resolution"] == 64
-    # timed at 64²: at least about twice the 32² figure of the same student (4x the pixels)
-    assert target["student_ms"] > 1.5 * doc["student"]["latency_ms_ort_t1"], (target, doc["student"])
+    assert target["resolution"] == 64 and doc["steps"]["prune"]["target_resolution"] == 64
+    assert target["met"] == (target["student_ms"] <= target["target_ms"])  # the verdict follows the figure
+    # the check, every search probe and the achieved bursts (teacher and student): all at 64², none at 32²
+    assert len(timed_at) >= 1 + 2 * 3 and set(timed_at) == {64}, timed_at
     assert "64x64" in result.output
 
 
