@@ -16,7 +16,7 @@ from leangen.compress.prune import _keep, prune, top_channels
 from leangen.compress.width_search import greedy_widths, grid, scaled, search_widths, uniform_widths, up_grid
 from leangen.ops.group_lasso import channel_scores
 
-from test_compress_latency import FAST, _scored
+from test_compress_latency import DATA, FAST, _scored
 from test_reliability_compress import _private_cache, teacher  # noqa: F401  (fixtures: a 1-step resnet-tiny32)
 from test_reliability_verbs import one_line_error
 
@@ -278,3 +278,33 @@ def test_scaled_widths_keep_floors_and_caps() -> None:
     assert scaled([64, 128, 256], [8, 8, 8], 0.125) == [8, 16, 32]
     assert scaled([64, 128, 256], [8, 8, 8], 0.0) == [8, 8, 8]
     assert scaled([64, 4, 256], [8, 4, 8], 0.5) == [32, 4, 128]  # a group narrower than the floor keeps its width
+
+
+@pytest.mark.parametrize("search", ["uniform", "table", "threshold"])
+def test_a_latency_margin_searches_under_the_target(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                    search: str) -> None:
+    """``--latency-margin 0.4``: every search keeps widths measured within 60% of the target (headroom for a slower
+    machine at the achieved figure), narrower than without it, and the prune report names both figures."""
+    from leangen.compress.options import CompressOptions
+    from leangen.compress.pipeline import _latency_search
+
+    monkeypatch.setattr("leangen.compress.latency.BURST_PAUSE_S", 0.0)
+
+    def fake_ms(m: torch.nn.Module) -> float:
+        return 1.0 + sum(float(w) ** 2 for w in m.widths)
+
+    monkeypatch.setattr("leangen.compress.latency.measure_many_ms",
+                        lambda models, *a, **kw: {k: fake_ms(m) for k, m in models.items()})
+    g = _scored(3)
+    target = 0.5 * fake_ms(g)
+    found = {}
+    for margin in (0.0, 0.4):
+        opts = CompressOptions(teacher="t", data=DATA, outdir=str(tmp_path), target_ms=target, width_search=search,
+                               latency_margin=margin, min_channels=2, threshold=0.0)
+        threshold, widths, report = _latency_search(g, opts, lambda _m: None)
+        pruned = prune(g, threshold=threshold, widths=widths, min_channels=2)[0]
+        found[margin] = fake_ms(pruned)
+        assert report["target_ms"] == pytest.approx(target) and report["latency_margin"] == margin
+        assert report["search_ms"] == pytest.approx(target * (1 - margin))
+        assert found[margin] <= target * (1 - margin)
+    assert found[0.4] < found[0.0]

@@ -59,6 +59,10 @@ def _parse_widths(value: str | None) -> list[int] | None:
               help="How a latency target picks widths: one width multiplier for every group (bisection on the "
                    "measured latency; keeps the teacher's proportions), a per-group latency table measured on "
                    "--runtime and a greedy choice (importance lost per ms saved), or one global score threshold.")
+@click.option("--latency-margin", type=float, default=0.0, show_default=True, metavar="FRACTION",
+              help="Search for --target-fps/--target-ms less this fraction (0.1: widths that ran in 90%% of the "
+                   "target), headroom for a machine that runs slower when the student is timed again after export; "
+                   "met or not is still judged against the target.")
 @click.option("--widths", default=None, metavar="W1,W2,...", callback=lambda _c, _p, v: _parse_widths(v),
               help="... or prune to exactly these widths, one per prunable group (each keeps its highest-scoring "
                    "channels), e.g. the widths another compression chose.")
@@ -89,7 +93,7 @@ def _parse_widths(value: str | None) -> list[int] | None:
 @device_option
 def command(network: str, data: str, outdir: str, preset: str | None, condense_steps: int, sparsity: float,
             sparsity_ramp: int, threshold: float, macs_budget: float | None, target_fps: float | None,
-            target_ms: float | None, runtime: str, target_resolution: int | None, width_search: str, widths: list[int] | None, min_channels: int,
+            target_ms: float | None, runtime: str, target_resolution: int | None, width_search: str, latency_margin: float, widths: list[int] | None, min_channels: int,
             distill_steps: int, distill_eval_every: int | None, quality_target: float | None, patience: int | None,
             batch: int | None, metric: str, threads: list[int], repeats: int, use_compile: bool, onnx: bool,
             condense_hparam: tuple[str, ...], distill_hparam: tuple[str, ...], overwrite: bool, device: Any) -> None:
@@ -120,7 +124,7 @@ def command(network: str, data: str, outdir: str, preset: str | None, condense_s
         teacher=network, data=data, outdir=outdir, preset=preset, condense_steps=condense_steps, sparsity=sparsity,
         sparsity_ramp=sparsity_ramp, threshold=threshold, macs_budget=macs_budget, target_fps=target_fps,
         target_ms=target_ms, runtime=runtime, target_resolution=target_resolution,
-        width_search=width_search, widths=widths, min_channels=min_channels,
+        width_search=width_search, latency_margin=latency_margin, widths=widths, min_channels=min_channels,
         distill_steps=distill_steps, distill_eval_every=distill_eval_every, quality_target=quality_target,
         patience=patience, batch=batch, metric=metric,
         threads=threads, repeats=repeats, compile=use_compile, onnx=onnx, device=str(device), overwrite=overwrite,

@@ -31,7 +31,7 @@ _EXTENDABLE = {"distill_steps": "distill"}
 _NOT_IDENTITY = ("device", "overwrite")
 # Options added later, left out while unset so folders started before them still resume.
 _LATER = {"target_fps": None, "target_ms": None, "distill_eval_every": None, "quality_target": None, "patience": None,
-          "widths": None, "target_resolution": None}
+          "widths": None, "target_resolution": None, "latency_margin": 0.0}
 
 
 def teacher_preset(opts: "CompressOptions") -> str:
@@ -87,6 +87,11 @@ def check_options(opts: "CompressOptions") -> tuple[Any, str]:
         _check_widths(opts, teacher)
     if opts.width_search not in ("table", "uniform", "threshold"):
         raise ValueError(f"--width-search must be table, uniform or threshold, got {opts.width_search!r}")
+    margin = opts.latency_margin
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < 1:
+        raise ValueError(f"--latency-margin must be a fraction in [0, 1), got {margin}")
+    if margin and opts.target_fps is None and opts.target_ms is None:
+        raise ValueError("--latency-margin is headroom under a latency target: give --target-fps or --target-ms")
     from leangen.compress.latency import check_target
 
     check_target(opts, teacher)  # last: it times the narrowest model on the target runtime
@@ -146,6 +151,7 @@ def identity(opts: "CompressOptions") -> dict[str, Any]:
     if "target_fps" not in doc and "target_ms" not in doc:
         doc.pop("runtime")  # only a latency target reads them
         doc.pop("width_search")
+        doc.pop("latency_margin", None)
     doc["teacher"] = str(Path(opts.teacher).expanduser().resolve())
     data = Path(opts.data).expanduser()
     doc["data"] = str(data.resolve()) if data.exists() else opts.data

@@ -26,6 +26,7 @@ class CompressOptions:
     runtime: str = "onnxruntime"           # where a latency target is measured: onnxruntime, torch (eager), cuda
     target_resolution: int | None = None   # time the latency target at this size (default: the teacher's own)
     width_search: str = "uniform"          # latency target: one width multiplier, a per-group "table", "threshold"
+    latency_margin: float = 0.0            # search for the target less this fraction (headroom for a busier machine)
     widths: list[int] | None = None        # ... or prune to exactly these widths (top-scoring channels per group)
     min_channels: int = 1
     distill_steps: int = 200               # with distill_eval_every: the most steps distillation may take
