@@ -118,6 +118,21 @@ def row(r: dict[str, Any], model: torch.nn.Module, quality: str) -> dict[str, An
                 **{quality: r["value"]})
 
 
+def _average_vs_raw(distill: dict[str, Any], data: str, metric: str) -> dict[str, Any] | None:
+    """What the student's weight average is worth: the metric of the raw weights (``G``) of the last distillation
+    snapshot beside the average's (the entry, evaluated by the pipeline) at that step, same pairs and protocol."""
+    import leangen
+    from leangen.compress.options import CompressOptions
+    from leangen.compress.pipeline import evaluate
+
+    evals = distill.get("evals") or []
+    if not evals:
+        return None
+    last = max(evals, key=lambda e: e["step"])  # the run's newest snapshot: each evaluation follows its steps
+    raw = evaluate(leangen.load(last["run"], role="G"), CompressOptions(teacher="", data=data, outdir="", metric=metric))
+    return dict(step=last["step"], average=last["value"], raw_weights=raw)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--parts", nargs="+", choices=["speed", "quality"], default=["speed", "quality"])
@@ -246,6 +261,7 @@ def main() -> None:
             latency_target=doc.get("latency_target"),
             width_search=_rounds(steps["prune"]), multiplier_probes=steps["prune"].get("latency_probes"),
             distill_evals=[dict(step=e["step"], fid=e["value"]) for e in steps["distill"].get("evals", [])],
+            weights_average=_average_vs_raw(steps["distill"], args.quality_data, metric),
             distill_best_step=steps["distill"].get("best_step"), distill_stopped=steps["distill"].get("stopped"),
             training=dict(common, ratio=ratio, **stopping, teacher_steps=args.quality_steps[0],
                           distill_ema_kimg=get_preset(f"{args.quality_preset}-distill").training.get("ema_kimg"),
@@ -354,7 +370,9 @@ def render(payload: dict[str, Any]) -> str:
                + (f" + L1 to the real image (weight {tr['distill_recon_weight']})" if tr.get("distill_recon_weight")
                   else "") + (f", lr {tr['distill_lr']}" if tr.get("distill_lr") else "")
                + (f", student weights averaged (EMA half-life {tr['distill_ema_kimg']} kimg)"
-                  if tr.get("distill_ema_kimg") else "") + f". Wall time of the benchmark's last invocation {q['wall_s'] / 60:.1f} min (a "
+                  if tr.get("distill_ema_kimg") else "")
+               + (f"; at step {wa['step']} the average scores {wa['average']:.2f}, the raw weights {wa['raw_weights']:.2f}"
+                  if (wa := q.get("weights_average")) else "") + f". Wall time of the benchmark's last invocation {q['wall_s'] / 60:.1f} min (a "
                f"resumed run counts only that one; the training logs in the run folder have the rest).", "",
                *_target_line(q.get("latency_target")), *_search_lines(q, tr.get("latency_margin"))]
     return "\n".join(md)
