@@ -37,6 +37,14 @@ The README's figures come from::
         --quality-eval-every 2500 --quality-target 1.1 --quality-patience 4 --distill-recon-weight 10 \
         --distill-lr 0.0005 --latency-margin 0.1 --workdir W
 
+The same quality part at 256² wants a GPU for training (a ResNet-9 step at 256² takes seconds on 2 cores); the
+latency target is still timed on the CPU runtime, and the results go to ``compression-256-cuda.json``::
+
+    python benchmarks/compression.py --parts quality --device cuda --quality-preset resnet9-256 \
+        --quality-data openmoji-seg-256 --target-fps 30 --quality-steps 3000 1000 20000 --quality-eval-every 2500 \
+        --quality-target 1.1 --quality-patience 4 --distill-recon-weight 10 --distill-lr 0.0005 \
+        --latency-margin 0.1 --name compression-256 --workdir W
+
 Results: ``benchmarks/results/compression-cpu.json`` and ``.md`` (``--results-dir`` elsewhere); the pipeline's own
 files under ``--workdir``.
 """
@@ -79,8 +87,8 @@ def run_part(preset: str, data: str, work: Path, steps: tuple[int, int, int], ra
     say(f"{preset}: training the teacher for {teacher_steps} steps on {data}")
     runs = sorted((work / "teacher").glob("*")) if (work / "teacher").is_dir() else []
     topts = TrainOptions(preset=preset, data=data, outdir=str(work / "teacher"), steps=teacher_steps,
-                         device="cpu", progress=False, metrics=[], snap=10**6, tick=10**6)
-    teacher_run = train(TrainOptions(resume=str(runs[-1]), steps=teacher_steps, device="cpu", progress=False)
+                         device=args.device, progress=False, metrics=[], snap=10**6, tick=10**6)
+    teacher_run = train(TrainOptions(resume=str(runs[-1]), steps=teacher_steps, device=args.device, progress=False)
                         if runs else topts).run_dir
     teacher_gmacs = size_report(leangen.load(teacher_run))["gmacs"]
     opts = CompressOptions(teacher=str(teacher_run), data=data, outdir=str(work / "compress"),
@@ -91,6 +99,7 @@ def run_part(preset: str, data: str, work: Path, steps: tuple[int, int, int], ra
                            latency_margin=args.latency_margin if target_fps else 0.0, **(stopping or {}),
                            runtime=args.runtime, min_channels=args.min_channels,
                            threads=[1, 2], repeats=args.repeats, batch=1, compile=args.compile, metric=metric,
+                           device=args.device,
                            hparams={"distill": {"gan_weight": args.distill_gan_weight,
                                                 "feature_weight": args.distill_feature_weight,
                                                 **({"recon_weight": args.distill_recon_weight}
@@ -177,6 +186,9 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                    help="time torch.compile too (compiles teacher and student once per thread count)")
+    p.add_argument("--device", default="cpu",
+                   help="where teacher, condense and distill train (cuda: a 256² quality run a CPU cannot afford); "
+                        "the latency targets are still timed on the CPU runtime, the CUDA row on the device")
     p.add_argument("--workdir", default="/tmp/leangen-compression-bench")
     p.add_argument("--name", default="compression")
     args = p.parse_args()
@@ -188,15 +200,17 @@ def main() -> None:
     t0 = time.time()
     say = lambda m: print(f"[{time.time() - t0:6.0f}s] {m}", file=sys.stderr, flush=True)  # noqa: E731
     work = Path(args.workdir)
-    jpath = args.results_dir / f"{args.name}-cpu.json"
+    # the file says where training ran: a CUDA-trained run's FIDs are not this CPU's (its latencies still are)
+    tag = "cuda" if str(args.device).startswith("cuda") else "cpu"
+    jpath = args.results_dir / f"{args.name}-{tag}.json"
     payload: dict[str, Any] = json.loads(jpath.read_text()) if jpath.is_file() and set(args.parts) != {
         "speed", "quality"} else {}
-    payload.update(benchmark=args.name, environment=environment(torch.device("cpu")), cpu_count=os.cpu_count())
+    payload.update(benchmark=args.name, environment=environment(torch.device(args.device)), cpu_count=os.cpu_count())
     common = dict(ratio=args.ratio, target_fps=args.target_fps, runtime=args.runtime, min_channels=args.min_channels,
                   sparsity=args.sparsity, batch=1, repeats=args.repeats,
                   distill_gan_weight=args.distill_gan_weight, distill_feature_weight=args.distill_feature_weight,
                   distill_recon_weight=args.distill_recon_weight, distill_lr=args.distill_lr,
-                  width_search=args.width_search, latency_margin=args.latency_margin)
+                  width_search=args.width_search, latency_margin=args.latency_margin, train_device=args.device)
     if "speed" in args.parts:
         gemm_before = machine_check(torch.device("cpu"))
         metric = args.speed_metric
@@ -274,10 +288,10 @@ def main() -> None:
         payload["fid_note"] = (f"fid: see quality (the same pipeline on {q.get('preset')} at {q.get('data')}); the "
                                f"256² models are trained for tens of steps only" if q else "fid: not measured")
     if args.results_dir == RESULTS:
-        j, m = write_results(args.name, "cpu", payload, render(payload))
+        j, m = write_results(args.name, tag, payload, render(payload))
     else:
         args.results_dir.mkdir(parents=True, exist_ok=True)
-        j, m = jpath, args.results_dir / f"{args.name}-cpu.md"
+        j, m = jpath, args.results_dir / f"{args.name}-{tag}.md"
         j.write_text(json.dumps(payload, indent=2) + "\n")
         m.write_text(render(payload).rstrip() + "\n")
     say(f"wrote {j} and {m}")
@@ -365,7 +379,7 @@ def render(payload: dict[str, Any]) -> str:
                   if q.get("distill_evals") else "")
                + f"Training: "
                f"teacher {tr['teacher_steps']} steps, condense {tr['condense_steps']}, distill {tr['distill_steps']}, "
-               f"batch 1; distillation L1 to the teacher + features (weight {tr['distill_feature_weight']}) + "
+               f"batch 1 on {tr.get('train_device', 'cpu')}; distillation L1 to the teacher + features (weight {tr['distill_feature_weight']}) + "
                f"adversarial (weight {tr['distill_gan_weight']})"
                + (f" + L1 to the real image (weight {tr['distill_recon_weight']})" if tr.get("distill_recon_weight")
                   else "") + (f", lr {tr['distill_lr']}" if tr.get("distill_lr") else "")
