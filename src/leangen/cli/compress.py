@@ -60,7 +60,7 @@ def _parse_widths(value: str | None) -> list[int] | None:
                    "measured latency; keeps the teacher's proportions), a per-group latency table measured on "
                    "--runtime and a greedy choice (importance lost per ms saved), or one global score threshold.")
 @click.option("--latency-margin", type=float, default=0.0, show_default=True, metavar="FRACTION",
-              help="Search for --target-fps/--target-ms less this fraction (0.1: widths that ran in 90%% of the "
+              help="Search for --target-fps/--target-ms less this fraction (0.1: widths that ran in 90% of the "
                    "target), headroom for a machine that runs slower when the student is timed again after export; "
                    "met or not is still judged against the target.")
 @click.option("--widths", default=None, metavar="W1,W2,...", callback=lambda _c, _p, v: _parse_widths(v),
@@ -93,7 +93,8 @@ def _parse_widths(value: str | None) -> list[int] | None:
 @device_option
 def command(network: str, data: str, outdir: str, preset: str | None, condense_steps: int, sparsity: float,
             sparsity_ramp: int, threshold: float, macs_budget: float | None, target_fps: float | None,
-            target_ms: float | None, runtime: str, target_resolution: int | None, width_search: str, latency_margin: float, widths: list[int] | None, min_channels: int,
+            target_ms: float | None, runtime: str, target_resolution: int | None, width_search: str,
+            latency_margin: float, widths: list[int] | None, min_channels: int,
             distill_steps: int, distill_eval_every: int | None, quality_target: float | None, patience: int | None,
             batch: int | None, metric: str, threads: list[int], repeats: int, use_compile: bool, onnx: bool,
             condense_hparam: tuple[str, ...], distill_hparam: tuple[str, ...], overwrite: bool, device: Any) -> None:
