@@ -379,14 +379,16 @@ def render(payload: dict[str, Any]) -> str:
                   if q.get("distill_evals") else "")
                + f"Training: "
                f"teacher {tr['teacher_steps']} steps, condense {tr['condense_steps']}, distill {tr['distill_steps']}, "
-               f"batch 1 on {tr.get('train_device', 'cpu')}; distillation L1 to the teacher + features (weight {tr['distill_feature_weight']}) + "
+               f"batch 1 on {tr.get('train_device', 'cpu')}; distillation L1 to the teacher + features "
+               f"(weight {tr['distill_feature_weight']}) + "
                f"adversarial (weight {tr['distill_gan_weight']})"
                + (f" + L1 to the real image (weight {tr['distill_recon_weight']})" if tr.get("distill_recon_weight")
                   else "") + (f", lr {tr['distill_lr']}" if tr.get("distill_lr") else "")
                + (f", student weights averaged (EMA half-life {tr['distill_ema_kimg']} kimg)"
                   if tr.get("distill_ema_kimg") else "")
-               + (f"; at step {wa['step']} the average scores {wa['average']:.2f}, the raw weights {wa['raw_weights']:.2f}"
-                  if (wa := q.get("weights_average")) else "") + f". Wall time of the benchmark's last invocation {q['wall_s'] / 60:.1f} min (a "
+               + (f"; at step {wa['step']} the average scores {wa['average']:.2f}, the raw weights "
+                  f"{wa['raw_weights']:.2f}" if (wa := q.get("weights_average")) else "")
+               + f". Wall time of the benchmark's last invocation {q['wall_s'] / 60:.1f} min (a "
                f"resumed run counts only that one; the training logs in the run folder have the rest).", "",
                *_target_line(q.get("latency_target")), *_search_lines(q, tr.get("latency_margin"))]
     return "\n".join(md)

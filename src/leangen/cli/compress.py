@@ -117,6 +117,8 @@ def command(network: str, data: str, outdir: str, preset: str | None, condense_s
       leangen compress --network runs/00000-resnet-tiny32-openmoji-seg-32-n64 --data openmoji-seg-32-n64 \\
           --outdir compressed-fast --target-fps 2000 --runtime onnxruntime --threads 2
       leangen compress --network runs/00000-resnet-tiny32-openmoji-seg-32-n64 --data openmoji-seg-32-n64 \\
+          --outdir compressed-headroom --target-fps 2000 --latency-margin 0.1  # widths timed at 90% of 0.5 ms
+      leangen compress --network runs/00000-resnet-tiny32-openmoji-seg-32-n64 --data openmoji-seg-32-n64 \\
           --outdir compressed-same --widths 4,8,8,8,8,4,4  # the widths compressed-fast chose
     """
     from leangen.compress.pipeline import CompressInterrupted, CompressOptions, render_report, run_pipeline
