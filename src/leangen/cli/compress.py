@@ -1,4 +1,5 @@
-"""``leangen compress``: condense -> prune -> distill a trained translator, then measure teacher vs student."""
+"""``leangen compress``: condense -> prune -> distill a trained translator or StyleGAN2 generator, then measure teacher
+vs student."""
 from __future__ import annotations
 
 import sys
@@ -31,14 +32,16 @@ def _parse_widths(value: str | None) -> list[int] | None:
 
 @click.command(name="compress", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--network", required=True, metavar="RUN_DIR",
-              help="Trained teacher run (e.g. of resnet-tiny32, unet-tiny32 or asapnet-tiny32).")
-@click.option("--data", required=True, help="Paired dataset, e.g. openmoji-seg-32-n64.")
+              help="Trained teacher run (e.g. of resnet-tiny32, unet-tiny32, asapnet-tiny32 or stylegan2-tiny32).")
+@click.option("--data", required=True, help="Paired dataset for a translator (e.g. openmoji-seg-32-n64); images for "
+              "a generator (e.g. openmoji-32-n64).")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Where every step writes; rerun "
               "the same command to resume.")
 @click.option("--preset", default=None, help="The teacher's preset (default: read from its run).")
 @click.option("--condense-steps", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--sparsity", type=float, default=1.0, show_default=True,
-              help="Group-lasso λ on per-channel (γ, β); the proximal threshold per step is lr * λ.")
+              help="Group-lasso λ on per-channel (γ, β) (a generator: its gates γ); the proximal threshold per step is "
+                   "lr * λ.")
 @click.option("--sparsity-ramp", type=click.IntRange(min=1), default=50, show_default=True,
               help="Steps over which λ ramps up linearly.")
 @click.option("--threshold", type=float, default=1e-4, show_default=True,
@@ -79,7 +82,8 @@ def _parse_widths(value: str | None) -> list[int] | None:
               help="With --distill-eval-every: stop after N evaluations without a new best.")
 @click.option("--batch", type=click.IntRange(min=1), default=None, help="Batch of both training steps.")
 @click.option("--metrics", "--metric", "metric", default="psnr", show_default=True,
-              help="Paired metric on the validation split (psnr, l1, fid_pairs<N>); --metric is the old spelling.")
+              help="A translator: a paired metric on the validation split (psnr, l1, fid_pairs<N>); a generator: a "
+                   "sampled one (fid<N>, kid<N>). --metric is the old spelling.")
 @click.option("--threads", default="1,2", show_default=True, callback=_parse_threads,
               help="CPU thread counts to time.")
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
@@ -98,8 +102,9 @@ def command(network: str, data: str, outdir: str, preset: str | None, condense_s
             distill_steps: int, distill_eval_every: int | None, quality_target: float | None, patience: int | None,
             batch: int | None, metric: str, threads: list[int], repeats: int, use_compile: bool, onnx: bool,
             condense_hparam: tuple[str, ...], distill_hparam: tuple[str, ...], overwrite: bool, device: Any) -> None:
-    """Compress a trained translator (ResNet, U-Net or ASAP-Net generator): (1) condense: train with a group-lasso
-    penalty on the per-channel norm scales, (2) prune the zeroed (or least important) channels structurally, (3)
+    """Compress a trained translator (ResNet, U-Net or ASAP-Net generator) or a StyleGAN2 generator: (1) condense:
+    train with a group-lasso penalty on the per-channel norm scales (a generator: gates on the channels its layers
+    read, learning from the teacher on latents), (2) prune the zeroed (or least important) channels structurally, (3)
     distill the pruned student from the condensed teacher, (4) measure params, GMACs, latency (eager PyTorch,
     torch.compile, ONNX Runtime) and the metric of teacher and student. Every step writes OUTDIR/<step>/report.json; the final
     table is OUTDIR/report.md and the compressed model OUTDIR/student (load it with leangen.load). Training steps
@@ -120,6 +125,9 @@ def command(network: str, data: str, outdir: str, preset: str | None, condense_s
           --outdir compressed-headroom --target-fps 2000 --latency-margin 0.1  # widths timed at 90% of 0.5 ms
       leangen compress --network runs/00000-resnet-tiny32-openmoji-seg-32-n64 --data openmoji-seg-32-n64 \\
           --outdir compressed-same --widths 4,8,8,8,8,4,4  # the widths compressed-fast chose
+      leangen train --preset stylegan2-tiny32 --data openmoji-32-n64 --steps 300 --outdir runs
+      leangen compress --network runs/00002-stylegan2-tiny32-openmoji-32-n64 --data openmoji-32-n64 \\
+          --outdir compressed-gan --metric fid1k --gmacs 0.005 --condense-steps 500 --distill-steps 1000
     """
     from leangen.compress.pipeline import CompressInterrupted, CompressOptions, render_report, run_pipeline
 

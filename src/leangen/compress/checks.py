@@ -1,7 +1,8 @@
 """What ``leangen compress`` checks before any training, and how a rerun recognises its own output folder.
 
 Every check raises ``ValueError`` with one line: a missing teacher, a teacher that is not a prunable label-map
-translator, a teacher whose preset has no compression stages, an unknown or non-paired metric, unpaired data,
+translator or generator, a teacher whose preset has no compression stages, an unknown metric or one of the wrong kind (paired for a translator,
+sampled for a generator), unpaired data for a translator,
 thread counts that are not positive, a MACs budget that is not finite and positive or below what the narrowest
 model (``min_channels`` per width) executes, a latency target that is not positive, comes with another budget, or
 that the narrowest model misses on the target runtime (``leangen.compress.latency.check_target``).
@@ -66,11 +67,12 @@ def check_options(opts: "CompressOptions") -> tuple[Any, str]:
     except (FileNotFoundError, ValueError, KeyError, OSError) as e:
         raise ValueError(f"cannot load the teacher {opts.teacher}: {_first_line(e)}") from None
     what = f"{opts.teacher} holds a {teacher.kind} ({teacher.model_type})"
-    if model_task(teacher) != "paired":
-        raise ValueError(f"{what}; leangen compress needs a trained label-map translator (ResNet, U-Net, ASAP-Net)")
+    if model_task(teacher) not in ("paired", "unconditional"):
+        raise ValueError(f"{what}; leangen compress needs a trained label-map translator (ResNet, U-Net, ASAP-Net) "
+                         f"or StyleGAN2 generator")
     if not teacher.prunable:
         raise ValueError(f"{what} without prunable channels; leangen compress works on ResNet, U-Net and ASAP-Net "
-                         f"translators")
+                         f"translators and StyleGAN2 generators")
     if opts.distill_eval_every is None and (opts.quality_target is not None or opts.patience is not None):
         raise ValueError("--quality-target and --patience stop distillation on the validation metric: they need "
                          "--distill-eval-every STEPS (how often to evaluate)")
@@ -100,21 +102,34 @@ def check_options(opts: "CompressOptions") -> tuple[Any, str]:
 
 def _check_data_and_metric(opts: "CompressOptions", teacher: Any) -> None:
     from leangen.metrics.registry import parse_metric, plan_metrics
+    from leangen.models.pretrained import model_task
     from leangen.tasks import is_paired, open_eval_data
 
     try:
         spec = parse_metric(opts.metric)
     except ValueError as e:
         raise ValueError(f"--metric {opts.metric}: {_first_line(e)}") from None
-    if spec.consumes != "paired":
+    generator = model_task(teacher) == "unconditional"
+    if generator and spec.consumes != "samples":
+        raise ValueError(f"--metric {opts.metric} does not measure a generator's samples; a generator is compressed "
+                         f"with a sampled metric such as fid1k or kid1k")
+    if not generator and spec.consumes != "paired":
         raise ValueError(f"--metric {opts.metric} does not measure translated pairs; use psnr, l1 or fid_pairs<N>")
     try:
-        val = open_eval_data(opts.data, teacher, split="val")
+        val = open_eval_data(opts.data, teacher, split=eval_split(teacher))
     except (FileNotFoundError, ValueError, OSError, KeyError) as e:
         raise ValueError(f"cannot open --data {opts.data}: {_first_line(e)}") from None
-    if not is_paired(val):
+    if not generator and not is_paired(val):
         raise ValueError(f"--data {opts.data} holds no label map -> image pairs; compress distills on paired data")
     plan_metrics([opts.metric], teacher, val)
+
+
+def eval_split(model: Any) -> str | None:
+    """The split the pipeline measures on: a translator's validation pairs; a generator's metric split (sampled
+    metrics compare with the real images the task measures against, StyleGAN's protocol)."""
+    from leangen.models.pretrained import model_task
+
+    return None if model_task(model) == "unconditional" else "val"
 
 
 def _check_budget(opts: "CompressOptions", teacher: Any) -> None:

@@ -40,7 +40,9 @@ def evaluate(model: nn.Module, opts: CompressOptions) -> float:
     from leangen.metrics import calc_metric
     from leangen.tasks import open_eval_data
 
-    val = open_eval_data(opts.data, model, split="val")
+    from leangen.compress.checks import eval_split
+
+    val = open_eval_data(opts.data, model, split=eval_split(model))
     rec = calc_metric(opts.metric, model, val, progress=False, device="cpu")
     return float(next(iter(rec["results"].values())))
 
@@ -104,14 +106,17 @@ def run_pipeline(opts: CompressOptions, log: Callable[[str], None] = print) -> d
     out = Path(opts.outdir)
     teacher, base = check_options(opts)
     claim_outdir(opts)
-    d_over = {"D": {"num_classes": int(teacher.num_classes)}}  # type: ignore[attr-defined]
+    generator = teacher.kind == "generator"  # type: ignore[attr-defined]
+    # a translator's stages train a D conditioned on its classes; a generator's stages learn from the teacher alone
+    d_over = {} if generator else {"D": {"num_classes": int(teacher.num_classes)}}  # type: ignore[attr-defined]
+    teacher_path = str(Path(opts.teacher).resolve())
 
     # 1. Condense: sparsity training of an affine-norm copy, started from the teacher's weights.
     if not (out / "condense" / "report.json").is_file():
         log(f"condense: {opts.condense_steps} steps of {base}-condense")
         run = _train(out / "condense", f"{base}-condense", opts, opts.condense_steps,
-                     {"init": str(Path(opts.teacher).resolve()), "sparsity": opts.sparsity,
-                      "sparsity_ramp": opts.sparsity_ramp, **opts.hparams.get("condense", {})},
+                     {"init": teacher_path, "sparsity": opts.sparsity, "sparsity_ramp": opts.sparsity_ramp,
+                      **({"teacher": teacher_path} if generator else {}), **opts.hparams.get("condense", {})},
                      {"G": with_affine_norms(teacher.model_type, teacher.config),  # type: ignore[attr-defined]
                       **d_over})
         condensed = leangen.load(run)

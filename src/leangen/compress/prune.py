@@ -48,7 +48,16 @@ def top_channels(scores: Sequence[torch.Tensor], widths: Sequence[int]) -> list[
 
 
 def _config(model: nn.Module, kept: list[torch.Tensor]) -> dict[str, Any]:
-    return dict(model.config, channels=[int(k.numel()) for k in kept])  # type: ignore[attr-defined]
+    return pruned_config(model, [int(k.numel()) for k in kept])
+
+
+def pruned_config(model: nn.Module, widths: Sequence[int]) -> dict[str, Any]:
+    """The config of ``model`` with these widths: its own ``pruned_config`` where it has one (``leangen.ops.prunable``),
+    else its config with ``channels`` replaced."""
+    hook = getattr(model, "pruned_config", None)
+    if hook is not None:
+        return dict(hook([int(w) for w in widths]))
+    return dict(model.config, channels=[int(w) for w in widths])  # type: ignore[attr-defined]
 
 
 def executed_macs(model_type: str, config: dict[str, Any]) -> int:
@@ -143,7 +152,6 @@ def prune(model: nn.Module, threshold: float | None = 1e-4, macs_budget: float |
 
 def narrowest_macs(model: nn.Module, min_channels: int = 1) -> int:
     """Executed MACs per image of ``model`` pruned to ``min_channels`` per width: the smallest budget it can meet."""
-    config = dict(model.config)  # type: ignore[attr-defined]
-    widths = list(config.get("channels") or model.widths)  # type: ignore[attr-defined]
-    config["channels"] = [min(int(min_channels), int(w)) for w in widths]
+    widths = list(model.config.get("channels") or model.widths)  # type: ignore[attr-defined]
+    config = pruned_config(model, [min(int(min_channels), int(w)) for w in widths])
     return executed_macs(model.model_type, config)  # type: ignore[attr-defined]

@@ -7,7 +7,8 @@ Design (the paper's exact regularizer was not retrievable; these choices are our
   of ``(γ_c, β_c)`` of *every* norm producing that width. For a residual trunk that is the last downsampling norm
   and the second norm of every block, so the channel is driven to zero jointly, where it can actually be removed.
   β is included (unlike network slimming's L1 on γ alone) because a channel with γ = 0 but β ≠ 0 is a constant,
-  not a zero; penalizing both makes a zeroed channel exactly removable.
+  not a zero; penalizing both makes a zeroed channel exactly removable. A model without norms (StyleGAN2) scores a width
+  by a ``ChannelScale`` γ alone (``leangen.ops.prunable``).
 - **How.** A proximal (group soft-threshold) step after every optimizer step of the generator:
   ``v_c <- v_c * max(0, 1 - lr * λ * sqrt(m) / ||v_c||)`` for a width read by ``m`` norms. This is ISTA for
   ``λ Σ_c sqrt(m) ||v_c||_2`` (the usual group-size weighting); unlike adding the subgradient to an Adam step
@@ -33,7 +34,7 @@ def _group_vectors(model: nn.Module, group: Any) -> list[torch.Tensor]:
         norm = mods[name]
         if getattr(norm, "weight", None) is None:
             return []
-        out += [norm.weight, norm.bias]
+        out += [norm.weight] + ([norm.bias] if getattr(norm, "bias", None) is not None else [])  # ChannelScale: γ
     return out
 
 
@@ -45,10 +46,10 @@ def channel_scores(model: nn.Module) -> list[torch.Tensor]:
         vecs = _group_vectors(model, group)
         if not vecs:
             raise ValueError(f"{type(model).__name__} has no per-channel scales to score; condense a copy built with "
-                             f"norm_affine=True first")
+                             f"them first (norm_affine=True, or channel_gates=True for StyleGAN2)")
         # RMS over the coupled norms (not the plain L2): a trunk channel read by 10 norms must not outrank a block
         # channel read by one just for being counted 10 times (it did, in our first ResNet-9 run: trunk kept whole).
-        scores.append(torch.stack([v.detach().float() for v in vecs]).norm(dim=0) / (len(vecs) / 2) ** 0.5)
+        scores.append(torch.stack([v.detach().float() for v in vecs]).norm(dim=0) / len(group.norms) ** 0.5)
     return scores
 
 
@@ -63,6 +64,6 @@ def proximal_step(model: nn.Module, threshold: float) -> None:
             continue
         norm = torch.stack([v.float() for v in vecs]).norm(dim=0)
         # group-lasso weight sqrt(number of coupled norms), so scores (RMS) and shrinkage use one scale
-        scale = (1 - threshold * (len(vecs) / 2) ** 0.5 / norm.clamp_min(1e-12)).clamp_min(0)
+        scale = (1 - threshold * len(group.norms) ** 0.5 / norm.clamp_min(1e-12)).clamp_min(0)
         for v in vecs:
             v.mul_(scale.to(v.dtype))

@@ -44,15 +44,17 @@ class ModulatedConv2d(nn.Module):
 
     ``x [B, in, H, W]``, ``w [B, style_dim]`` -> ``[B, out, H, W]`` (or ``[B, out, 2H, 2W]`` with ``upsample``).
     Upsampling is a stride-2 transposed conv followed by a [1,3,3,1] blur, so its multiply-adds are those of the
-    input resolution.
+    input resolution. ``fan_in_channels`` (default ``in_channels``) sets the equalized-lr gain
+    ``1/sqrt(fan_in_channels * k^2)``: a pruned copy keeps its original's gain and so computes the same function.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, style_dim: int, demodulate: bool = True,
-                 upsample: bool = False, blur_kernel: Sequence[float] = (1, 3, 3, 1), impl: ModConvImpl = "auto"):
+                 upsample: bool = False, blur_kernel: Sequence[float] = (1, 3, 3, 1), impl: ModConvImpl = "auto",
+                 fan_in_channels: int | None = None):
         super().__init__()
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
         self.weight = nn.Parameter(torch.randn(1, out_channels, in_channels, kernel_size, kernel_size))
-        self.scale = 1.0 / math.sqrt(in_channels * kernel_size ** 2)
+        self.scale = 1.0 / math.sqrt((fan_in_channels or in_channels) * kernel_size ** 2)
         self.padding = kernel_size // 2
         self.modulation = EqualLinear(style_dim, in_channels, bias_init=1.0)
         self.demodulate = demodulate
@@ -65,9 +67,13 @@ class ModulatedConv2d(nn.Module):
             p = (len(blur_kernel) - factor) - (kernel_size - 1)
             self.blur = Blur(blur_kernel, pad=((p + 1) // 2 + factor - 1, p // 2 + 1), upsample_factor=factor)
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, impl: ModConvImpl | None = None) -> torch.Tensor:
-        """``impl`` overrides the layer's own choice for this call (see the module docstring)."""
+    def forward(self, x: torch.Tensor, w: torch.Tensor, impl: ModConvImpl | None = None,
+                style_gain: torch.Tensor | None = None) -> torch.Tensor:
+        """``impl`` overrides the layer's own choice for this call (see the module docstring). ``style_gain [in]``
+        multiplies the styles (a pruning gate: a zero removes that input channel, demodulation included)."""
         styles = self.modulation(w)  # [B, in]
+        if style_gain is not None:
+            styles = styles * style_gain.to(styles.dtype)
         weight = self.weight[0] * self.scale  # [out, in, k, k]
         impl = impl or self.impl
         # auto: grouped only for batch-1 inference; with autograd the scaled path's gradients are also the more
@@ -180,29 +186,33 @@ class StyledConv(nn.Module):
     """Modulated conv -> noise -> bias + leaky ReLU. ``[B, in, H, W]`` -> ``[B, out, H', W']``."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, style_dim: int, upsample: bool = False,
-                 demodulate: bool = True, blur_kernel: Sequence[float] = (1, 3, 3, 1), resolution: int | None = None):
+                 demodulate: bool = True, blur_kernel: Sequence[float] = (1, 3, 3, 1), resolution: int | None = None,
+                 fan_in_channels: int | None = None):
         super().__init__()
         self.conv = ModulatedConv2d(in_channels, out_channels, kernel_size, style_dim, demodulate=demodulate,
-                                    upsample=upsample, blur_kernel=blur_kernel)
+                                    upsample=upsample, blur_kernel=blur_kernel, fan_in_channels=fan_in_channels)
         self.noise = NoiseInjection(resolution)
         self.activate = FusedLeakyReLU(out_channels)
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: NoiseMode = "random") -> torch.Tensor:
-        return self.activate(self.noise(self.conv(x, w), noise_mode))
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: NoiseMode = "random",
+                style_gain: torch.Tensor | None = None) -> torch.Tensor:
+        return self.activate(self.noise(self.conv(x, w, style_gain=style_gain), noise_mode))
 
 
 class ToRGB(nn.Module):
     """Modulated 1x1 conv to RGB (no demodulation) + bias, added to the (upsampled) running RGB skip image."""
 
     def __init__(self, in_channels: int, style_dim: int, upsample: bool = True, out_channels: int = 3,
-                 blur_kernel: Sequence[float] = (1, 3, 3, 1)):
+                 blur_kernel: Sequence[float] = (1, 3, 3, 1), fan_in_channels: int | None = None):
         super().__init__()
         self.upsample = Upsample(blur_kernel) if upsample else None
-        self.conv = ModulatedConv2d(in_channels, out_channels, 1, style_dim, demodulate=False)
+        self.conv = ModulatedConv2d(in_channels, out_channels, 1, style_dim, demodulate=False,
+                                    fan_in_channels=fan_in_channels)
         self.bias = nn.Parameter(torch.zeros(1, out_channels, 1, 1))
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
-        out = self.conv(x, w) + self.bias.to(x.dtype)
+    def forward(self, x: torch.Tensor, w: torch.Tensor, skip: torch.Tensor | None = None,
+                style_gain: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.conv(x, w, style_gain=style_gain) + self.bias.to(x.dtype)
         if skip is not None:
             if self.upsample is not None:
                 skip = self.upsample(skip)

@@ -24,14 +24,16 @@ TINY_D: dict[str, Any] = dict(width=16, layers=3, num_d=2)  # the tiny presets' 
 
 def with_affine_norms(model_type: str, config: dict[str, Any]) -> dict[str, Any]:
     """``config`` with ``norm_affine=True`` when ``model_type``'s constructor has that switch (ResNet and U-Net
-    generators: their InstanceNorms carry no (γ, β) by default, and condensation needs one per channel); unchanged
-    for models whose norms are always affine (ASAP-Net), which do not take the argument."""
+    generators: their InstanceNorms carry no (γ, β) by default, and condensation needs one per channel), or with
+    ``channel_gates=True`` for a model without norms (StyleGAN2: a ``ChannelAffine`` per width); unchanged for
+    models whose norms are always affine (ASAP-Net), which take neither."""
     import inspect
 
     from leangen.models import MODEL_TYPES
 
-    takes = "norm_affine" in inspect.signature(MODEL_TYPES[model_type]).parameters  # follows functools.wraps
-    return dict(config, norm_affine=True) if takes else dict(config)
+    params = inspect.signature(MODEL_TYPES[model_type]).parameters  # follows functools.wraps
+    switch = next((k for k in ("norm_affine", "channel_gates") if k in params), None)
+    return dict(config, **{switch: True}) if switch else dict(config)
 
 
 #: Hyper-parameters of the paired GAN recipes that the distill objective does not take. ``betas`` goes too: the

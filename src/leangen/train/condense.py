@@ -1,7 +1,12 @@
-"""The condensation objective: paired GAN training (``paired_gan``) of a prunable translator with affine norms, plus
-a group-lasso proximal step on the norms' per-channel (γ, β) after every generator update, on a ramped schedule.
-See ``leangen.ops.group_lasso`` for the design. The entry (what ``leangen.load`` returns) is ``G`` itself: an EMA
-would blur the exact zeros the penalty produces.
+"""The condensation objectives: train a prunable model's copy that has per-channel (γ, β) (affine norms, or
+``ChannelAffine`` gates in a model without norms) with a group-lasso proximal step on them after every update of
+``G``, on a ramped schedule (``leangen.ops.group_lasso`` has the design). The entry (what ``leangen.load`` returns)
+is ``G`` itself: an EMA would blur the exact zeros the penalty produces.
+
+- ``condense`` (translators): paired GAN training (``paired_gan``) plus the proximal step.
+- ``condense_distill`` (generators, ``leangen compress`` on StyleGAN2): the copy learns to reproduce its frozen
+  teacher on the same latents (the ``distill`` objective's output L1, constant noise) while the penalty removes
+  channels, so condensation keeps the teacher's function rather than re-running an adversarial game from it.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from torch import nn
 
 from leangen.models.pretrained import model_label
 from leangen.ops.group_lasso import proximal_step
+from leangen.train.distill import DistillObjective
 from leangen.train.paired import PairedGANObjective
 
 if TYPE_CHECKING:
@@ -21,7 +27,38 @@ if TYPE_CHECKING:
     from leangen.train.runtime import Runtime
 
 
-class CondenseObjective(PairedGANObjective):
+class _GroupLassoStep:
+    """The ramped proximal step on ``G`` shared by both objectives (mixed in before the objective it extends)."""
+
+    G: nn.Module
+    sparsity: float = 0.0
+    ramp: int = 1
+    g_lr: float = 0.0
+    step: int = 0
+
+    def _start_sparsity(self, hp: Mapping[str, Any], lr: float) -> None:
+        if not getattr(self.G, "prunable", False):
+            raise ValueError(f"{type(self.G).__name__} declares no prunable channels (channel_groups)")
+        self.sparsity, self.ramp = float(hp["sparsity"]), max(int(hp["sparsity_ramp"]), 1)
+        self.g_lr, self.step = float(lr), 0
+
+    def _lambda(self, step: int) -> float:
+        return self.sparsity * min(1.0, (step + 1) / self.ramp)
+
+    def train_step(self, batch: Any, step: int) -> dict[str, torch.Tensor]:
+        self.step = step
+        stats = super().train_step(batch, step)  # type: ignore[misc]
+        stats["sparsity"] = torch.tensor(self._lambda(step))
+        return stats
+
+    def optimizer_step(self, opt: torch.optim.Optimizer, module: nn.Module, loss: torch.Tensor,
+                       grad_clip: float = 0.0) -> None:
+        super().optimizer_step(opt, module, loss, grad_clip)  # type: ignore[misc]
+        if module is self.G:
+            proximal_step(self.G, self.g_lr * self._lambda(self.step))
+
+
+class CondenseObjective(_GroupLassoStep, PairedGANObjective):
     """Modules as ``paired_gan`` (``G``, ``G_ema``, ``D``); the entry is ``G``."""
 
     name: ClassVar[str] = "condense"
@@ -38,11 +75,7 @@ class CondenseObjective(PairedGANObjective):
 
         super().build(preset, runtime, options)
         hp = {**self.hparams, **options.hparams}
-        if not self.G.prunable:
-            raise ValueError(f"{type(self.G).__name__} declares no prunable channels (channel_groups)")
-        self.sparsity, self.ramp = float(hp["sparsity"]), max(int(hp["sparsity_ramp"]), 1)
-        self.g_lr = float(hp["g_lr"] or hp["lr"])
-        self.step = 0
+        self._start_sparsity(hp, hp["g_lr"] or hp["lr"])
         if hp["init"]:
             source = Path(hp["init"]).expanduser()
             _load_into(self.G, leangen.load(source, device=runtime.device), source)
@@ -52,24 +85,36 @@ class CondenseObjective(PairedGANObjective):
             except (FileNotFoundError, KeyError, ValueError, RuntimeError):
                 pass
 
-    def train_step(self, batch: Any, step: int) -> dict[str, torch.Tensor]:
-        self.step = step
-        stats = super().train_step(batch, step)
-        stats["sparsity"] = torch.tensor(self._lambda(step))
-        return stats
 
-    def _lambda(self, step: int) -> float:
-        return self.sparsity * min(1.0, (step + 1) / self.ramp)
+class GeneratorCondenseObjective(_GroupLassoStep, DistillObjective):
+    """Modules as ``distill`` (``G``, ``G_ema``, frozen ``teacher``); ``G`` starts from ``init`` (the teacher's
+    weights, its gates at identity) and is the entry."""
 
-    def optimizer_step(self, opt: torch.optim.Optimizer, module: nn.Module, loss: torch.Tensor,
-                       grad_clip: float = 0.0) -> None:
-        super().optimizer_step(opt, module, loss, grad_clip)
-        if module is self.G:
-            proximal_step(self.G, self.g_lr * self._lambda(self.step))
+    name: ClassVar[str] = "condense_distill"
+    entry: ClassVar[str] = "G"
+    hparams: ClassVar[Mapping[str, Any]] = {
+        **DistillObjective.hparams,
+        "sparsity": 1.0,
+        "sparsity_ramp": 100,
+    }
+
+    def build(self, preset: "Preset", runtime: "Runtime", options: "TrainOptions") -> None:
+        import dataclasses
+
+        import leangen
+
+        hp = {**self.hparams, **options.hparams}
+        # the teacher's weights go in below, tolerating the gates it lacks (distill's own init wants equal shapes)
+        super().build(preset, runtime, dataclasses.replace(options, hparams={**options.hparams, "init": None}))
+        self._start_sparsity(hp, hp["lr"])
+        if hp["init"]:
+            source = Path(hp["init"]).expanduser()
+            _load_into(self.G, leangen.load(source, device=runtime.device), source)
+            self.G_ema.load_state_dict(self.G.state_dict())
 
 
 def _load_into(G: nn.Module, source_model: nn.Module, source: Path) -> None:
-    """Copy a trained model's weights into ``G`` (its norms may lack the affine γ, β: those start at 1, 0)."""
+    """Copy a trained model's weights into ``G`` (its norms or gates may lack the γ, β: those start at 1, 0)."""
     if model_label(source_model) != model_label(G):
         raise ValueError(f"init {source} holds a {model_label(source_model)!r}, the preset trains a "
                          f"{model_label(G)!r}")

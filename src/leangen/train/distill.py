@@ -177,8 +177,8 @@ def _init_student(G: nn.Module, init: nn.Module, source: str) -> None:
 
 
 class _FeaturePairs:
-    """Forward hooks recording the output of every norm that scores a prunable width (``channel_groups()``) in the
-    student and the teacher; ``loss()`` is the mean MSE between each student output and the teacher's output on the
+    """Forward hooks recording the output of every norm that scores a prunable width (``channel_groups()``; the
+    group's ``features`` where it names them) in the student and the teacher; ``loss()`` is the mean MSE between each student output and the teacher's output on the
     channels the student kept. The kept indices come from the pruned model's config.json (``kept_channels``)."""
 
     def __init__(self, student: nn.Module, teacher: nn.Module, init: Any) -> None:
@@ -190,7 +190,8 @@ class _FeaturePairs:
         if "kept_channels" not in meta:
             raise ValueError(f"{init} does not record which teacher channels it kept (prune with leangen compress)")
         self.kept = [torch.tensor(k, dtype=torch.long) for k in meta["kept_channels"]]
-        self.pairs = [(norm, group.index) for group in student.channel_groups() for norm in group.norms]
+        self.pairs = [(name, group.index) for group in student.channel_groups()
+                      for name in (group.features or group.norms)]
         self.out: dict[str, dict[str, torch.Tensor]] = {"student": {}, "teacher": {}}
         for role, model in (("student", student), ("teacher", teacher)):
             mods = dict(model.named_modules())

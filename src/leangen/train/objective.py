@@ -44,6 +44,7 @@ for _name, _target in {"gan": "leangen.train.gan:GANObjective",
                        "paired_gan": "leangen.train.paired:PairedGANObjective",
                        "distill": "leangen.train.distill:DistillObjective",
                        "condense": "leangen.train.condense:CondenseObjective",
+                       "condense_distill": "leangen.train.condense:GeneratorCondenseObjective",
                        "cyclegan": "leangen.train.cyclegan:CycleGANObjective"}.items():
     OBJECTIVES.register_lazy(_name, _target)
 ROLES = ("trained", "ema", "frozen")
