@@ -32,7 +32,8 @@ RENDERERS: list[tuple[str, str]] = [
     (r"modconv_paths(_.+)?", "modconv_paths:markdown"),
     (r"fastpath_equality(_.+)?", "fastpath_equality:markdown"),
     (r"(stylenat_)?quality_equal_time", "quality_equal_time:markdown"),
-    (r"compression(_.+)?", "compression:render"),
+    (r"compression_generator(_.+)?", "compression_generator:render"),
+    (r"compression([-_].+)?", "compression:render"),
     (r"neighborhood_attention", "neighborhood_attention:markdown"),
     (r"spn", "spn:markdown"),
     (r"translation", "translation:markdown"),
@@ -43,7 +44,8 @@ RENDERERS: list[tuple[str, str]] = [
 # page order: the headline comparisons first; files not listed follow alphabetically
 ORDER = ["quality", "pixel_synthesis", "pixel_synthesis-20261126", "pixel_synthesis-default_alloc",
          "profile_stylegan2", "modconv_paths", "quality_equal_time", "stylenat", "stylenat_quality_equal_time",
-         "neighborhood_attention", "spn", "translation", "translation_quality", "compression", "compression_ratio60",
+         "neighborhood_attention", "spn", "translation", "translation_quality", "compression", "compression-256",
+         "compression_ratio60", "compression_generator",
          "training_speed", "fastpath_equality"]
 # cross-process figures: a table column whose header matches is dropped, and so is a prose line that matches
 CROSS_COLUMN = re.compile(r"anchor|official", re.I)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from safetensors.torch import load_file
 
 import leangen
 from leangen.cli.main import cli
@@ -107,6 +108,25 @@ def test_generator_condensation_learns_from_the_teacher_and_shrinks_every_gate(t
     # started from the teacher: its first step matched the teacher exactly (gates at 1)
     stats = [json.loads(x) for x in (run.run_dir / "stats.jsonl").read_text().splitlines()]
     assert stats[0]["l1_teacher"] == pytest.approx(0.0, abs=1e-6) and stats[-1]["l1_teacher"] > 0
+
+
+def test_generator_condensation_resumes_exactly(tmp_path: Path) -> None:
+    teacher = tmp_path / "teacher"
+    StyleGAN2Generator(**dict(get_preset("stylegan2-tiny32").components["G"][1])).save_pretrained(teacher)
+
+    def opts(root: Path, steps: int) -> TrainOptions:
+        return TrainOptions(preset="stylegan2-tiny32-condense", data=DATA, outdir=str(root), steps=steps, batch=2,
+                            tick=0.002, snap=1, device="cpu", progress=False, grid=2, metrics=[],
+                            hparams={"init": str(teacher), "teacher": str(teacher), "sparsity": 100.0,
+                                     "sparsity_ramp": 4})
+
+    straight = train(opts(tmp_path / "a", 2))
+    first = train(opts(tmp_path / "b", 1))
+    resumed = train(TrainOptions(resume=str(first.run_dir), steps=2, device="cpu", progress=False))
+    a = load_file(str(straight.snapshot / "G" / "model.safetensors"))  # type: ignore[operator]
+    b = load_file(str(resumed.snapshot / "G" / "model.safetensors"))  # type: ignore[operator]
+    assert a.keys() == b.keys() and any(k.startswith("gates.") for k in a)
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_compress_cli_on_stylegan2(tmp_path: Path) -> None:

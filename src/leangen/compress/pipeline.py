@@ -2,7 +2,7 @@
 
 Layout of ``outdir``::
 
-    condense/runs/...        training run (objective ``condense``), resumable with the loop's own resume
+    condense/runs/...        training run (objective ``condense``; ``condense_distill`` for a generator), resumable
     condense/model/          the condensed generator (the frozen teacher of step 3), channels.png (histogram)
     prune/model/             the pruned generator: same type, smaller ``channels`` in its config.json
     distill/runs/...         training run (objective ``distill``: pruned student, condensed teacher)
@@ -111,7 +111,7 @@ def run_pipeline(opts: CompressOptions, log: Callable[[str], None] = print) -> d
     d_over = {} if generator else {"D": {"num_classes": int(teacher.num_classes)}}  # type: ignore[attr-defined]
     teacher_path = str(Path(opts.teacher).resolve())
 
-    # 1. Condense: sparsity training of an affine-norm copy, started from the teacher's weights.
+    # 1. Condense: sparsity training of a copy with affine norms (or gates), started from the teacher's weights.
     if not (out / "condense" / "report.json").is_file():
         log(f"condense: {opts.condense_steps} steps of {base}-condense")
         run = _train(out / "condense", f"{base}-condense", opts, opts.condense_steps,

@@ -45,7 +45,7 @@ def register() -> None:
 def register_compression_stages(base: str, cfg: dict[str, Any], res: int, batch: int, ema_kimg: float) -> None:
     """``<base>-condense`` and ``<base>-distill``: the stages ``leangen compress`` runs on a trained ``base``
     generator. Both learn from the frozen teacher on latents (output L1, constant noise) with Adam (0, 0.99) at
-    0.002; the copy has a ``ChannelAffine`` gate per width (``channel_gates``), which condensation drives to zero
+    0.002; the copy has a ``ChannelScale`` gate per width (``channel_gates``), which condensation drives to zero
     and the pruned student keeps. The student also matches the teacher's kept gate outputs (``feature_weight``)."""
     components = {"G": ("stylegan2-generator", dict(cfg, channel_gates=True))}
     common: dict[str, Any] = dict(family="stylegan2", task="unconditional", resolution=res, components=components)

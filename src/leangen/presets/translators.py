@@ -25,7 +25,7 @@ TINY_D: dict[str, Any] = dict(width=16, layers=3, num_d=2)  # the tiny presets' 
 def with_affine_norms(model_type: str, config: dict[str, Any]) -> dict[str, Any]:
     """``config`` with ``norm_affine=True`` when ``model_type``'s constructor has that switch (ResNet and U-Net
     generators: their InstanceNorms carry no (γ, β) by default, and condensation needs one per channel), or with
-    ``channel_gates=True`` for a model without norms (StyleGAN2: a ``ChannelAffine`` per width); unchanged for
+    ``channel_gates=True`` for a model without norms (StyleGAN2: a ``ChannelScale`` per width); unchanged for
     models whose norms are always affine (ASAP-Net), which take neither."""
     import inspect
 

@@ -1,5 +1,5 @@
 """The condensation objectives: train a prunable model's copy that has per-channel (γ, β) (affine norms, or
-``ChannelAffine`` gates in a model without norms) with a group-lasso proximal step on them after every update of
+``ChannelScale`` gates γ in a model without norms) with a group-lasso proximal step on them after every update of
 ``G``, on a ramped schedule (``leangen.ops.group_lasso`` has the design). The entry (what ``leangen.load`` returns)
 is ``G`` itself: an EMA would blur the exact zeros the penalty produces.
 
