@@ -88,8 +88,11 @@ def run_part(preset: str, data: str, work: Path, steps: tuple[int, int, int], ra
     runs = sorted((work / "teacher").glob("*")) if (work / "teacher").is_dir() else []
     topts = TrainOptions(preset=preset, data=data, outdir=str(work / "teacher"), steps=teacher_steps,
                          device=args.device, progress=False, metrics=[], snap=10**6, tick=10**6)
-    teacher_run = train(TrainOptions(resume=str(runs[-1]), steps=teacher_steps, device=args.device, progress=False)
-                        if runs else topts).run_dir
+    result = train(TrainOptions(resume=str(runs[-1]), steps=teacher_steps, device=args.device, progress=False)
+                   if runs else topts)
+    if result.status != "done":  # Ctrl-C or SIGTERM: never compress a half-trained teacher
+        sys.exit(f"teacher training {result.status} at step {result.step}; rerun the same command to resume")
+    teacher_run = result.run_dir
     teacher_gmacs = size_report(leangen.load(teacher_run))["gmacs"]
     opts = CompressOptions(teacher=str(teacher_run), data=data, outdir=str(work / "compress"),
                            condense_steps=condense_steps, distill_steps=distill_steps,

@@ -71,11 +71,13 @@ def main() -> None:
     teacher_steps, condense_steps, distill_steps = args.steps
     say(f"{args.preset}: training the teacher for {teacher_steps} steps on {args.data}")
     runs = sorted((work / "teacher").glob("*")) if (work / "teacher").is_dir() else []
-    teacher_run = train(TrainOptions(resume=str(runs[-1]), steps=teacher_steps, device=args.device, progress=False)
-                        if runs else
-                        TrainOptions(preset=args.preset, data=args.data, outdir=str(work / "teacher"),
-                                     steps=teacher_steps, device=args.device, progress=False, metrics=[],
-                                     snap=10**6, tick=10**6)).run_dir
+    result = train(TrainOptions(resume=str(runs[-1]), steps=teacher_steps, device=args.device, progress=False)
+                   if runs else
+                   TrainOptions(preset=args.preset, data=args.data, outdir=str(work / "teacher"), steps=teacher_steps,
+                                device=args.device, progress=False, metrics=[], snap=10**6, tick=10**6))
+    if result.status != "done":  # Ctrl-C or SIGTERM: never compress a half-trained teacher
+        sys.exit(f"teacher training {result.status} at step {result.step}; rerun the same command to resume")
+    teacher_run = result.run_dir
     teacher_gmacs = size_report(leangen.load(teacher_run))["gmacs"]
     gemm_before = machine_check(torch.device("cpu"))
     opts = CompressOptions(teacher=str(teacher_run), data=args.data, outdir=str(work / "compress"),
