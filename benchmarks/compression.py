@@ -72,6 +72,21 @@ def out_res_gmacs(model: torch.nn.Module) -> float:
     return count_macs(model, model.example_inputs(1), convention="output_resolution") / 1e9  # type: ignore[operator]
 
 
+def train_teacher(preset: str, data: str, outdir: Path, steps: int, device: str, say: Any) -> Path:
+    """Train the teacher for ``steps`` in ``outdir``, or resume the run already there; its run directory. Exits when
+    the training was interrupted (Ctrl-C, SIGTERM): a half-trained teacher is never compressed."""
+    from leangen.train import TrainOptions, train
+
+    say(f"{preset}: training the teacher for {steps} steps on {data}")
+    runs = sorted(outdir.glob("*")) if outdir.is_dir() else []
+    result = train(TrainOptions(resume=str(runs[-1]), steps=steps, device=device, progress=False) if runs else
+                   TrainOptions(preset=preset, data=data, outdir=str(outdir), steps=steps, device=device,
+                                progress=False, metrics=[], snap=10**6, tick=10**6))
+    if result.status != "done":
+        sys.exit(f"teacher training {result.status} at step {result.step}; rerun the same command to resume")
+    return result.run_dir
+
+
 def run_part(preset: str, data: str, work: Path, steps: tuple[int, int, int], ratio: float, metric: str,
              args: argparse.Namespace, say: Any, target_fps: float | None = None, widths: list[int] | None = None,
              stopping: dict[str, Any] | None = None) -> tuple[dict[str, Any], Path]:
@@ -81,18 +96,9 @@ def run_part(preset: str, data: str, work: Path, steps: tuple[int, int, int], ra
     import leangen
     from leangen.compress.deploy import size_report
     from leangen.compress.pipeline import CompressOptions, run_pipeline
-    from leangen.train import TrainOptions, train
 
     teacher_steps, condense_steps, distill_steps = steps
-    say(f"{preset}: training the teacher for {teacher_steps} steps on {data}")
-    runs = sorted((work / "teacher").glob("*")) if (work / "teacher").is_dir() else []
-    topts = TrainOptions(preset=preset, data=data, outdir=str(work / "teacher"), steps=teacher_steps,
-                         device=args.device, progress=False, metrics=[], snap=10**6, tick=10**6)
-    result = train(TrainOptions(resume=str(runs[-1]), steps=teacher_steps, device=args.device, progress=False)
-                   if runs else topts)
-    if result.status != "done":  # Ctrl-C or SIGTERM: never compress a half-trained teacher
-        sys.exit(f"teacher training {result.status} at step {result.step}; rerun the same command to resume")
-    teacher_run = result.run_dir
+    teacher_run = train_teacher(preset, data, work / "teacher", teacher_steps, args.device, say)
     teacher_gmacs = size_report(leangen.load(teacher_run))["gmacs"]
     opts = CompressOptions(teacher=str(teacher_run), data=data, outdir=str(work / "compress"),
                            condense_steps=condense_steps, distill_steps=distill_steps,

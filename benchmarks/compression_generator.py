@@ -36,6 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, environment, fmt, md_table, write_results  # noqa: E402
+from compression import train_teacher  # noqa: E402
 from pixel_synthesis import machine_check  # noqa: E402
 
 
@@ -62,22 +63,13 @@ def main() -> None:
     import leangen
     from leangen.compress.deploy import size_report
     from leangen.compress.pipeline import CompressOptions, run_pipeline
-    from leangen.train import TrainOptions, train
 
     torch.set_num_threads(2)
     t0 = time.time()
     say = lambda m: print(f"[{time.time() - t0:6.0f}s] {m}", file=sys.stderr, flush=True)  # noqa: E731
     work = Path(args.workdir)
     teacher_steps, condense_steps, distill_steps = args.steps
-    say(f"{args.preset}: training the teacher for {teacher_steps} steps on {args.data}")
-    runs = sorted((work / "teacher").glob("*")) if (work / "teacher").is_dir() else []
-    result = train(TrainOptions(resume=str(runs[-1]), steps=teacher_steps, device=args.device, progress=False)
-                   if runs else
-                   TrainOptions(preset=args.preset, data=args.data, outdir=str(work / "teacher"), steps=teacher_steps,
-                                device=args.device, progress=False, metrics=[], snap=10**6, tick=10**6))
-    if result.status != "done":  # Ctrl-C or SIGTERM: never compress a half-trained teacher
-        sys.exit(f"teacher training {result.status} at step {result.step}; rerun the same command to resume")
-    teacher_run = result.run_dir
+    teacher_run = train_teacher(args.preset, args.data, work / "teacher", teacher_steps, args.device, say)
     teacher_gmacs = size_report(leangen.load(teacher_run))["gmacs"]
     gemm_before = machine_check(torch.device("cpu"))
     opts = CompressOptions(teacher=str(teacher_run), data=args.data, outdir=str(work / "compress"),
