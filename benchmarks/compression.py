@@ -108,7 +108,7 @@ def run_part(preset: str, data: str, work: Path, steps: tuple[int, int, int], ra
                            latency_margin=args.latency_margin if target_fps else 0.0, **(stopping or {}),
                            runtime=args.runtime, min_channels=args.min_channels,
                            threads=[1, 2], repeats=args.repeats, batch=1, compile=args.compile, metric=metric,
-                           device=args.device,
+                           device=args.device, redo=args.redo,
                            hparams={"distill": {"gan_weight": args.distill_gan_weight,
                                                 "feature_weight": args.distill_feature_weight,
                                                 **({"recon_weight": args.distill_recon_weight}
@@ -193,6 +193,9 @@ def main() -> None:
                    help="L1 between the student and the real image (the distill objective's recon_weight)")
     p.add_argument("--distill-lr", type=float, default=None, help="the distillation's Adam lr (default: the preset's)")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--redo", choices=["prune", "distill", "deploy"], default=None,
+                   help="redo the compression from this step in the existing run folder (leangen compress --redo): "
+                        "the teacher and the earlier steps are reused")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                    help="time torch.compile too (compiles teacher and student once per thread count)")
     p.add_argument("--device", default="cpu",
@@ -219,7 +222,8 @@ def main() -> None:
                   sparsity=args.sparsity, batch=1, repeats=args.repeats,
                   distill_gan_weight=args.distill_gan_weight, distill_feature_weight=args.distill_feature_weight,
                   distill_recon_weight=args.distill_recon_weight, distill_lr=args.distill_lr,
-                  width_search=args.width_search, latency_margin=args.latency_margin, train_device=args.device)
+                  width_search=args.width_search, latency_margin=args.latency_margin, train_device=args.device,
+                  redo=args.redo)
     if "speed" in args.parts:
         gemm_before = machine_check(torch.device("cpu"))
         metric = args.speed_metric

@@ -67,7 +67,7 @@ def test_distillation_evaluates_keeps_the_best_and_stops(tmp_path: Path) -> None
     best = min(range(len(values)), key=values.__getitem__)
     assert rep["best_step"] == evals[best]["step"]
     if rep["stopped"].startswith("no new best"):
-        assert best == len(values) - 2 and evals[-1]["step"] < 40
+        assert best == len(values) - 2 and evals[-1]["step"] <= 40  # patience may end it at the limit too
     else:  # every evaluation improved on the last: it ran to the limit
         assert rep["stopped"] == "--distill-steps 40 reached" and values == sorted(values, reverse=True)
     assert rep["teacher_value"] == json.loads((out / "distill" / "evals.json").read_text())["teacher"]

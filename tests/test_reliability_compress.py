@@ -125,6 +125,32 @@ def test_compress_killed_step_resumes_and_a_rerun_with_other_options_is_refused(
     assert json.loads((out / checks.IDENTITY_NAME).read_text())["macs_budget"] == 0.004
 
 
+def test_compress_redo_keeps_the_condensation_and_redoes_the_later_steps(teacher: Path, tmp_path: Path) -> None:
+    """Another budget on a finished folder is refused with a hint; ``--redo prune`` reuses the condensed model
+    byte for byte and prunes, distills and deploys again under the new budget, which the record then holds."""
+    out = tmp_path / "out"
+    assert compress(teacher, out).exit_code == 0
+    condensed = (out / "condense" / "model" / "model.safetensors").read_bytes()
+    condense_report = (out / "condense" / "report.json").read_text()
+    before = json.loads((out / "prune" / "report.json").read_text())
+
+    line = one_line_error(compress(teacher, out, "--gmacs", "0.004"))
+    assert "macs_budget" in line and "--redo prune" in line
+    line = one_line_error(compress(teacher, out, "--sparsity", "0.5", "--redo", "prune"))
+    assert "sparsity" in line and "--redo" not in line  # condensation reads it: only --overwrite may change it
+    assert (out / "report.json").is_file() and (out / "prune" / "report.json").is_file()  # refused: nothing removed
+
+    result = compress(teacher, out, "--gmacs", "0.004", "--redo", "prune")
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert (out / "condense" / "model" / "model.safetensors").read_bytes() == condensed
+    assert (out / "condense" / "report.json").read_text() == condense_report
+    after = json.loads((out / "prune" / "report.json").read_text())
+    assert after["macs_after"] <= 0.004e9 and after["channels_after"] != before["channels_after"]
+    assert json.loads((out / "report.json").read_text())["student"]["gmacs"] == pytest.approx(after["gmacs"])
+    assert json.loads((out / "compress.json").read_text())["macs_budget"] == 0.004
+    assert compress(teacher, out, "--gmacs", "0.004").exit_code == 0  # a rerun without --redo resumes: done
+
+
 @pytest.mark.parametrize("case", ["missing", "likelihood", "not_prunable", "metric", "metric_kind", "threads_abc",
                                   "threads_0", "gmacs_negative", "gmacs_tiny", "unpaired", "device_tpu"])
 def test_compress_options_are_checked_before_any_training(teacher: Path, tmp_path: Path, case: str) -> None:

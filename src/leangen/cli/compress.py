@@ -94,6 +94,10 @@ def _parse_widths(value: str | None) -> list[int] | None:
 @click.option("--distill-hparam", multiple=True, metavar="KEY=VALUE", help="Extra distill hyper-parameter.")
 @click.option("--overwrite", is_flag=True, help="OUTDIR holds a compression started with other options: remove "
               "it and start afresh (without it such a rerun is refused).")
+@click.option("--redo", type=click.Choice(["prune", "distill", "deploy"]), default=None,
+              help="Remove the results of this step and the later ones, keeping the earlier ones, so the options "
+                   "those steps read may change: one condensation serves another --target-fps or distillation "
+                   "recipe. Leave it out when resuming.")
 @device_option
 def command(network: str, data: str, outdir: str, preset: str | None, condense_steps: int, sparsity: float,
             sparsity_ramp: int, threshold: float, macs_budget: float | None, target_fps: float | None,
@@ -101,7 +105,8 @@ def command(network: str, data: str, outdir: str, preset: str | None, condense_s
             latency_margin: float, widths: list[int] | None, min_channels: int,
             distill_steps: int, distill_eval_every: int | None, quality_target: float | None, patience: int | None,
             batch: int | None, metric: str, threads: list[int], repeats: int, use_compile: bool, onnx: bool,
-            condense_hparam: tuple[str, ...], distill_hparam: tuple[str, ...], overwrite: bool, device: Any) -> None:
+            condense_hparam: tuple[str, ...], distill_hparam: tuple[str, ...], overwrite: bool, redo: str | None,
+            device: Any) -> None:
     """Compress a trained translator (ResNet, U-Net or ASAP-Net generator) or a StyleGAN2 generator: (1) condense:
     train with a group-lasso penalty on the per-channel norm scales (a generator: gates on the channels its layers
     read, learning from the teacher on latents), (2) prune the zeroed (or least important) channels structurally, (3)
@@ -125,6 +130,8 @@ def command(network: str, data: str, outdir: str, preset: str | None, condense_s
           --outdir compressed-headroom --target-fps 2000 --latency-margin 0.1  # widths timed at 90% of 0.5 ms
       leangen compress --network runs/00000-resnet-tiny32-openmoji-seg-32-n64 --data openmoji-seg-32-n64 \\
           --outdir compressed-same --widths 4,8,8,8,8,4,4  # the widths compressed-fast chose
+      leangen compress --network runs/00000-resnet-tiny32-openmoji-seg-32-n64 --data openmoji-seg-32-n64 \\
+          --outdir compressed-fast --target-fps 1000 --redo prune  # same condensation, another target
       leangen train --preset stylegan2-tiny32 --data openmoji-32-n64 --steps 300 --outdir runs
       leangen compress --network runs/00002-stylegan2-tiny32-openmoji-32-n64 --data openmoji-32-n64 \\
           --outdir compressed-gan --metric fid1k --gmacs 0.005 --condense-steps 500 --distill-steps 1000
@@ -139,6 +146,7 @@ def command(network: str, data: str, outdir: str, preset: str | None, condense_s
         distill_steps=distill_steps, distill_eval_every=distill_eval_every, quality_target=quality_target,
         patience=patience, batch=batch, metric=metric,
         threads=threads, repeats=repeats, compile=use_compile, onnx=onnx, device=str(device), overwrite=overwrite,
+        redo=redo,
         hparams={"condense": _hparams(condense_hparam), "distill": _hparams(distill_hparam)})
     try:
         doc = run_pipeline(opts, log=lambda m: click.echo(m, err=True))

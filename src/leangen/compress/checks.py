@@ -8,9 +8,11 @@ model (``min_channels`` per width) executes, a latency target that is not positi
 that the narrowest model misses on the target runtime (``leangen.compress.latency.check_target``).
 
 ``OUTDIR/compress.json`` records the options that decide the results. A rerun with the same options resumes; with
-other options it is refused (``--overwrite`` starts afresh, removing that folder's earlier results), except
-``--distill-steps`` while distillation has not finished: more steps continue it, fewer stop it at the step it reached
-(with ``--distill-eval-every``, the best evaluation so far is the student).
+other options it is refused (``--overwrite`` starts afresh, removing that folder's earlier results), except options
+whose first step has not started (``_FIRST_STEP``), and ``--distill-steps`` while distillation has not finished: more
+steps continue it, fewer stop it at the step it reached (with ``--distill-eval-every``, the best evaluation so far is
+the student). ``--redo STEP`` removes the results of STEP and the steps after it first, so a finished condensation
+(the expensive step, and the same for every budget) serves another latency target, margin or distillation recipe.
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from leangen.compress.options import STEPS
+
 if TYPE_CHECKING:
     from leangen.compress.options import CompressOptions
 
@@ -29,7 +33,17 @@ IDENTITY_NAME = "compress.json"
 # target may be given more steps, or cut short at the evaluation it reached; one that ended keeps its result.
 _EXTENDABLE = {"distill_steps": "distill"}
 # Options that do not change what the pipeline computes (where it trains, whether to redo it).
-_NOT_IDENTITY = ("device", "overwrite")
+_NOT_IDENTITY = ("device", "overwrite", "redo")
+# The first step each option bounds (``hparams.<step>``: that step's extra hyper-parameters); any other option
+# (teacher, data, metric, threads, ...) bounds condensation, and so every step.
+_FIRST_STEP = {**dict.fromkeys(("threshold", "macs_budget", "target_fps", "target_ms", "runtime", "target_resolution",
+                                "width_search", "latency_margin", "widths", "min_channels"), "prune"),
+               **dict.fromkeys(("distill_steps", "distill_eval_every", "quality_target", "patience",
+                                "hparams.distill"), "distill"),
+               "onnx": "deploy"}
+# What each step writes in the output folder.
+_OUTPUTS = {"condense": ("condense",), "prune": ("prune",), "distill": ("distill", "student"),
+            "deploy": ("onnx", "report.json", "report.md")}
 # Options added later, left out while unset so folders started before them still resume.
 _LATER = {"target_fps": None, "target_ms": None, "distill_eval_every": None, "quality_target": None, "patience": None,
           "widths": None, "target_resolution": None, "latency_margin": 0.0}
@@ -178,6 +192,9 @@ def claim_outdir(opts: "CompressOptions") -> None:
     from leangen.utils.files import write_json_atomic
 
     out = Path(opts.outdir)
+    if opts.redo is not None and opts.redo not in STEPS[1:]:
+        raise ValueError(f"--redo takes one of {', '.join(STEPS[1:])}, got {opts.redo!r} (--overwrite redoes "
+                         f"condense)")
     mine = identity(opts)
     record = out / IDENTITY_NAME
     if out.exists() and not out.is_dir():
@@ -187,13 +204,18 @@ def claim_outdir(opts: "CompressOptions") -> None:
             theirs = json.loads(record.read_text())
         except ValueError:
             theirs = {}
-        if theirs != mine and _only_extended(out, theirs, mine):
-            theirs = mine  # the new bound is recorded below; the finished steps stand
+        redone = STEPS[STEPS.index(opts.redo):] if opts.redo and not opts.overwrite else ()
+        if theirs != mine and _only_unstarted(out, theirs, mine, redone):
+            theirs = mine  # the new options are recorded below; the finished steps they do not bound stand
         if theirs != mine and not opts.overwrite:
+            first = min((STEPS.index(_FIRST_STEP.get(k, "condense")) for k in _changed(theirs, mine)), default=0)
+            redo = f", --redo {STEPS[first]} to keep the steps before {STEPS[first]}" if first else ""
             raise ValueError(f"{out} holds a compression started with other options ({_diff(theirs, mine)}); rerun "
-                             f"with the same options to resume, or pass --overwrite to start afresh")
+                             f"with the same options to resume{redo}, or pass --overwrite to start afresh")
         if theirs != mine:
             shutil.rmtree(out)
+        elif redone:  # only once the options are accepted: a refused rerun loses nothing
+            remove_steps(out, redone[0])
     elif out.is_dir() and any(out.iterdir()):
         if not opts.overwrite or not _looks_like_ours(out):
             raise ValueError(f"{out} is not empty and holds no {IDENTITY_NAME}; choose a new --outdir")
@@ -202,11 +224,38 @@ def claim_outdir(opts: "CompressOptions") -> None:
     write_json_atomic(record, mine)
 
 
-def _only_extended(out: Path, theirs: dict[str, Any], mine: dict[str, Any]) -> bool:
-    """Whether the two records differ only in ``_EXTENDABLE`` options whose step has not finished."""
-    changed = {k for k in set(theirs) | set(mine) if theirs.get(k) != mine.get(k)}
-    return bool(changed) and all(k in _EXTENDABLE and not (out / _EXTENDABLE[k] / "report.json").is_file()
-                                 for k in changed)
+def remove_steps(out: Path, first: str) -> None:
+    """Remove what ``first`` and the steps after it wrote in ``out`` (``--redo``); the earlier steps stay."""
+    for step in STEPS[STEPS.index(first):]:
+        for name in _OUTPUTS[step]:
+            path = out / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+
+
+def _changed(theirs: dict[str, Any], mine: dict[str, Any]) -> set[str]:
+    """The options that differ, ``hparams`` split per step (``hparams.distill``)."""
+    def flat(doc: dict[str, Any]) -> dict[str, Any]:
+        hp = doc.get("hparams") or {}
+        return {**{k: v for k, v in doc.items() if k != "hparams"},
+                **{f"hparams.{step}": v for step, v in hp.items() if v}}
+    a, b = flat(theirs), flat(mine)
+    return {k for k in set(a) | set(b) if a.get(k) != b.get(k)}
+
+
+def _only_unstarted(out: Path, theirs: dict[str, Any], mine: dict[str, Any], redone: tuple[str, ...]) -> bool:
+    """Whether the records differ only in options whose first step has not started (or is in ``redone``), or in
+    ``_EXTENDABLE`` ones whose step has not finished (or only in how an empty ``hparams`` entry was written)."""
+    def started(step: str) -> bool:
+        return step not in redone and any((out / name).exists() for name in _OUTPUTS[step])
+
+    def finished(step: str) -> bool:
+        return step not in redone and (out / step / "report.json").is_file()
+
+    return all((k in _FIRST_STEP and not started(_FIRST_STEP[k])) or (k in _EXTENDABLE and not finished(_EXTENDABLE[k]))
+               for k in _changed(theirs, mine))
 
 
 def _looks_like_ours(out: Path) -> bool:

@@ -42,4 +42,5 @@ class CompressOptions:
     onnx: bool = True
     device: str = "cpu"
     overwrite: bool = False                # other options than the folder was started with: start afresh
+    redo: str | None = None                # remove this step's results and the later ones' (prune, distill, deploy)
     hparams: dict[str, dict[str, Any]] = field(default_factory=dict)  # per step: extra objective hyper-parameters
