@@ -292,6 +292,7 @@ def main() -> None:
             distill_best_step=steps["distill"].get("best_step"), distill_stopped=steps["distill"].get("stopped"),
             training=dict(common, ratio=ratio, **stopping, teacher_steps=args.quality_steps[0],
                           distill_ema_kimg=get_preset(f"{args.quality_preset}-distill").training.get("ema_kimg"),
+                          distill_ema_rampup=get_preset(f"{args.quality_preset}-distill").training.get("ema_rampup"),
                           condense_steps=args.quality_steps[1],
                           distill_steps=args.quality_steps[2]),
             wall_s=time.time() - t1)
@@ -397,8 +398,9 @@ def render(payload: dict[str, Any]) -> str:
                f"adversarial (weight {tr['distill_gan_weight']})"
                + (f" + L1 to the real image (weight {tr['distill_recon_weight']})" if tr.get("distill_recon_weight")
                   else "") + (f", lr {tr['distill_lr']}" if tr.get("distill_lr") else "")
-               + (f", student weights averaged (EMA half-life {tr['distill_ema_kimg']} kimg)"
-                  if tr.get("distill_ema_kimg") else "")
+               + (f", student weights averaged (EMA half-life {tr['distill_ema_kimg']} kimg"
+                  + (f", at most {tr['distill_ema_rampup']} × the images seen" if tr.get("distill_ema_rampup") else "")
+                  + ")" if tr.get("distill_ema_kimg") else "")
                + (f"; at step {wa['step']} the average scores {wa['average']:.2f}, the raw weights "
                   f"{wa['raw_weights']:.2f}" if (wa := q.get("weights_average")) else "")
                + f". Wall time of the benchmark's last invocation {q['wall_s'] / 60:.1f} min (a "

@@ -151,6 +151,32 @@ def test_compress_redo_keeps_the_condensation_and_redoes_the_later_steps(teacher
     assert compress(teacher, out, "--gmacs", "0.004").exit_code == 0  # a rerun without --redo resumes: done
 
 
+def test_compress_options_of_steps_not_yet_started_may_change(tmp_path: Path) -> None:
+    """Stopped during condensation, a rerun may take another budget (prune has not started) but not another
+    sparsity; once prune has started, its budget is fixed unless --redo prune."""
+    from leangen.compress import checks
+
+    out = tmp_path / "out"
+
+    def opts(**kw: Any) -> CompressOptions:
+        return CompressOptions(teacher=str(tmp_path / "t"), data=DATA, outdir=str(out), **kw)
+
+    checks.claim_outdir(opts(macs_budget=0.01))
+    (out / "condense").mkdir()
+    checks.claim_outdir(opts(macs_budget=0.02))
+    assert json.loads((out / checks.IDENTITY_NAME).read_text())["macs_budget"] == 0.02
+    with pytest.raises(ValueError, match="sparsity") as e:
+        checks.claim_outdir(opts(macs_budget=0.02, sparsity=0.5))
+    assert "--redo" not in str(e.value)
+    (out / "prune").mkdir()
+    with pytest.raises(ValueError, match="--redo prune"):
+        checks.claim_outdir(opts(macs_budget=0.03))
+    checks.claim_outdir(opts(macs_budget=0.02, hparams={"distill": {"lr": 0.001}}))  # distill has not started
+    checks.claim_outdir(opts(macs_budget=0.03, hparams={"distill": {"lr": 0.001}}, redo="prune"))
+    assert (out / "condense").is_dir() and not (out / "prune").exists()
+    assert json.loads((out / checks.IDENTITY_NAME).read_text())["macs_budget"] == 0.03
+
+
 @pytest.mark.parametrize("case", ["missing", "likelihood", "not_prunable", "metric", "metric_kind", "threads_abc",
                                   "threads_0", "gmacs_negative", "gmacs_tiny", "unpaired", "device_tpu"])
 def test_compress_options_are_checked_before_any_training(teacher: Path, tmp_path: Path, case: str) -> None:
