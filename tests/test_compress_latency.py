@@ -126,6 +126,11 @@ def test_compress_meets_a_latency_target_measured_after_export(teacher: Path, tm
                                       "--no-onnx", "--target-ms", f"{budget:.6f}", "--runtime", "onnxruntime",
                                       "--width-search", search])
     assert result.exit_code == 0, result.output
+    # ... but --redo prune times it again, before removing anything: the student stays when it cannot be met
+    line = one_line_error(CliRunner().invoke(cli, ["compress", "--network", str(teacher), "--outdir", str(out), *FAST,
+                                                   "--no-onnx", "--target-ms", f"{budget:.6f}", "--runtime",
+                                                   "onnxruntime", "--width-search", search, "--redo", "prune"]))
+    assert "cannot be met" in line and (out / "report.json").is_file() and (out / "student").is_dir(), line
 
 
 @pytest.mark.parametrize("case", ["unreachable", "zero", "negative", "with_gmacs", "fps_and_ms", "margin_range",

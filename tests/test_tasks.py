@@ -154,10 +154,11 @@ def test_distillation_learns_from_the_real_images_with_recon_weight(tmp_path: Pa
                               "gan_weight": 0.0, "recon_weight": 1.0, "lr": 0.01})).run_dir
     rows = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
     assert "l1_real" in rows[0] and rows[-1]["l1_real"] < 0.8 * rows[0]["l1_real"]
-    # the shipped student is the preset's average of the student's weights (half-life 0.5 kimg), not the raw G
+    # the shipped student is the preset's average of the student's weights (half-life 0.5 kimg, at most 0.2 x the
+    # images seen: 64 of the 320 after 40 steps at batch 8), not the raw G
     import leangen
 
-    assert rows[-1]["ema_beta"] == pytest.approx(0.5 ** (8 / 500))
+    assert rows[-1]["ema_beta"] == pytest.approx(0.5 ** (8 / min(500, 0.2 * 40 * 8)))
     shipped, raw = leangen.load(run), leangen.load(run, role="G")
     x = torch.randint(0, 9, (2, 32, 32))
     assert not torch.allclose(shipped(x), raw(x), atol=1e-4)

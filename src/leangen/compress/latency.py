@@ -227,7 +227,7 @@ def check_target(opts: "CompressOptions", teacher: nn.Module) -> None:
             raise ValueError("--runtime onnxruntime needs the onnxruntime package; use --runtime torch") from None
     budget = target_ms(opts)
     assert budget is not None
-    if (Path(opts.outdir) / "prune" / "report.json").is_file():
+    if (Path(opts.outdir) / "prune" / "report.json").is_file() and opts.redo != "prune":
         return  # widths already chosen: a resume must not be refused because the machine is busier now
     best = measure_ms(narrowest(teacher, opts.min_channels), opts.runtime, target_threads(opts), opts.repeats,
                       resolution=opts.target_resolution)
