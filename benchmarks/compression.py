@@ -152,6 +152,8 @@ def _average_vs_raw(distill: dict[str, Any], data: str, metric: str) -> dict[str
 
 
 def main() -> None:
+    from leangen.compress.options import STEPS
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--parts", nargs="+", choices=["speed", "quality"], default=["speed", "quality"])
     p.add_argument("--preset", default="resnet9-256")
@@ -193,7 +195,7 @@ def main() -> None:
                    help="L1 between the student and the real image (the distill objective's recon_weight)")
     p.add_argument("--distill-lr", type=float, default=None, help="the distillation's Adam lr (default: the preset's)")
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--redo", choices=["prune", "distill", "deploy"], default=None,
+    p.add_argument("--redo", choices=list(STEPS[1:]), default=None,
                    help="redo the compression from this step in the existing run folder (leangen compress --redo): "
                         "the teacher and the earlier steps are reused")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
@@ -275,6 +277,7 @@ def main() -> None:
                                     widths=widths, stopping=stopping)
         metric = args.quality_metric
         steps = doc["steps"]
+        distill_recipe = get_preset(f"{args.quality_preset}-distill").training
         payload["quality"] = dict(
             preset=args.quality_preset, data=args.quality_data, metric=f"{metric} on the validation split",
             teacher={k: doc["teacher"][k] for k in ("params", "gmacs")} | {"fid": doc["teacher"]["value"]},
@@ -291,8 +294,8 @@ def main() -> None:
             weights_average=_average_vs_raw(steps["distill"], args.quality_data, metric),
             distill_best_step=steps["distill"].get("best_step"), distill_stopped=steps["distill"].get("stopped"),
             training=dict(common, ratio=ratio, **stopping, teacher_steps=args.quality_steps[0],
-                          distill_ema_kimg=get_preset(f"{args.quality_preset}-distill").training.get("ema_kimg"),
-                          distill_ema_rampup=get_preset(f"{args.quality_preset}-distill").training.get("ema_rampup"),
+                          distill_ema_kimg=distill_recipe.get("ema_kimg"),
+                          distill_ema_rampup=distill_recipe.get("ema_rampup"),
                           condense_steps=args.quality_steps[1],
                           distill_steps=args.quality_steps[2]),
             wall_s=time.time() - t1)

@@ -9,6 +9,7 @@ import click
 
 from leangen.cli.common import device_option, fail
 from leangen.cli.profile import _parse_threads  # the same thread-count list as leangen profile
+from leangen.compress.options import STEPS
 
 
 def _hparams(values: tuple[str, ...]) -> dict[str, object]:
@@ -94,7 +95,7 @@ def _parse_widths(value: str | None) -> list[int] | None:
 @click.option("--distill-hparam", multiple=True, metavar="KEY=VALUE", help="Extra distill hyper-parameter.")
 @click.option("--overwrite", is_flag=True, help="OUTDIR holds a compression started with other options: remove "
               "it and start afresh (without it such a rerun is refused).")
-@click.option("--redo", type=click.Choice(["prune", "distill", "deploy"]), default=None,
+@click.option("--redo", type=click.Choice(list(STEPS[1:])), default=None,
               help="Remove the results of this step and the later ones, keeping the earlier ones, so the options "
                    "those steps read may change: one condensation serves another --target-fps or distillation "
                    "recipe. Leave it out when resuming.")
